@@ -1,3 +1,32 @@
-"""jopt: a JAX research toolkit for optimizing and tuning models."""
+"""jopt: a JAX research toolkit for optimizing and tuning models.
+
+Optimizers, regularizers, schedules and compression transforms are optax
+``GradientTransformation``s whose numeric hyperparameters live in their state
+(``jopt.hparams``, ``jopt.set_hparams``), so a whole training run can be jitted, vmapped over
+hyperparameters and sharded.
+"""
+
+from jopt import hyperparams, regularizers, rules, schedules
+from jopt.hyperparams import HyperparamState, hparams, scale_hparams, set_hparams
+from jopt.rules import adagrad, adam, adamw, from_rule, lion, momentum, rmsprop, sgd
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "HyperparamState",
+    "adagrad",
+    "adam",
+    "adamw",
+    "from_rule",
+    "hparams",
+    "hyperparams",
+    "lion",
+    "momentum",
+    "regularizers",
+    "rmsprop",
+    "rules",
+    "scale_hparams",
+    "schedules",
+    "set_hparams",
+    "sgd",
+]

@@ -1,0 +1,457 @@
+"""Hyperparameters as data: the state every jopt transform keeps, and how to read and edit it.
+
+Every numeric hyperparameter of a jopt transform (learning rate, betas, weight decay, sparsity,
+...) lives in the transform's state as a float array. That is what makes three things possible
+that optax's closure constants cannot do:
+
+* **read** them: ``jopt.hparams(opt_state)`` finds every jopt state inside any pytree
+  (``optax.chain``, ``optax.masked``, ``optax.partition``, ``optax.MultiSteps``, flax train
+  states, ...) and returns their current values;
+* **edit** them between steps without recompiling: ``jopt.set_hparams(opt_state, **values)``
+  returns a new state with the same shapes and dtypes, so a jitted step never retraces;
+* **batch** them: a hyperparameter may be a tracer (``jax.vmap`` over a learning rate), so a whole
+  training run can be vmapped over hyperparameters.
+
+A hyperparameter may also be a schedule ``count -> value``. Its current value (the one used by
+the most recent update) shows in ``jopt.hparams``. ``set_hparams`` on a scheduled
+hyperparameter *pins* it to the given value from then on; ``scale_hparams`` multiplies the rest
+of the schedule instead (what reduce-on-plateau and PBT's explore step want).
+
+Names. ``jopt.hparams`` returns a flat dict keyed by hyperparameter name (``"learning_rate"``).
+When two transforms in one state share a name (``chain(l1(1e-4), l2(1e-3))`` both have a
+``"strength"``), every occurrence is keyed ``"<label>/<name>"`` instead, where the label is the
+``name=`` given to the transform, or else its position in the state pytree (``"0"``, ``"1"`` in
+a chain, the partition label in ``optax.partition``), or else the transform's kind (``"adam"``).
+``set_hparams`` accepts the bare name wherever it is unique and the qualified name always;
+``jopt.hparams(state, qualified=True)`` lists every qualified name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+__all__ = [
+    "Check",
+    "HyperparamState",
+    "ScalarOrSchedule",
+    "any_real",
+    "at_least",
+    "hparams",
+    "in_unit_interval",
+    "positive",
+    "scale_hparams",
+    "set_hparams",
+    "stateful_transform",
+]
+
+ScalarOrSchedule = float | int | jax.Array | Callable[[jax.Array], jax.Array]
+InnerUpdate = Callable[[Any, Any, Any, dict[str, jax.Array]], tuple[Any, Any]]
+InnerInit = Callable[[Any, dict[str, jax.Array]], Any]
+
+
+@struct.dataclass
+class HyperparamState:
+    """The state of every jopt transform.
+
+    Attributes:
+      count: int32 number of updates applied so far (drives schedules).
+      hparams: the current value of every numeric hyperparameter, as float arrays.
+      schedule_scale: for scheduled hyperparameters, a multiplier on the schedule (1.0 unless
+        ``scale_hparams`` changed it).
+      pinned: for scheduled hyperparameters, whether ``set_hparams`` pinned the value (the
+        schedule is then ignored).
+      inner: the transform's own state (moments, masks, residuals, ...).
+      kind: the transform's kind, e.g. ``"adam"`` (static).
+      label: the ``name=`` given at construction, or None (static).
+    """
+
+    count: jax.Array
+    hparams: dict[str, jax.Array]
+    schedule_scale: dict[str, jax.Array]
+    pinned: dict[str, jax.Array]
+    inner: Any
+    kind: str = struct.field(pytree_node=False, default="transform")
+    label: str | None = struct.field(pytree_node=False, default=None)
+
+
+# --- validation of concrete values -------------------------------------------------------------
+
+
+class Check(NamedTuple):
+    """A range check on a hyperparameter, applied whenever its value is concrete."""
+
+    ok: Callable[[np.ndarray], bool]
+    allowed: str
+
+
+def at_least(lo: float) -> Check:
+    return Check(lambda v: bool(np.all(np.isfinite(v)) and np.all(v >= lo)), f"finite and >= {lo}")
+
+
+def positive() -> Check:
+    return Check(lambda v: bool(np.all(np.isfinite(v)) and np.all(v > 0)), "finite and > 0")
+
+
+def in_unit_interval(closed: bool = False) -> Check:
+    if closed:
+        return Check(lambda v: bool(np.all((v >= 0) & (v <= 1))), "in [0, 1]")
+    return Check(lambda v: bool(np.all((v >= 0) & (v < 1))), "in [0, 1)")
+
+
+def any_real() -> Check:
+    return Check(lambda v: bool(np.all(np.isfinite(v))), "finite")
+
+
+def _is_concrete(value: Any) -> bool:
+    if isinstance(value, jax.core.Tracer):
+        return False
+    return isinstance(value, (int, float, np.ndarray, np.generic, jax.Array))
+
+
+def _check_value(kind: str, name: str, value: Any, check: Check | None) -> None:
+    if not _is_concrete(value):
+        return
+    array = np.asarray(value)
+    if array.ndim != 0:
+        raise ValueError(
+            f"{kind}: {name} must be a scalar, got shape {array.shape}. To try several values "
+            "at once, jax.vmap over a function that builds the transform."
+        )
+    if check is not None and not check.ok(array):
+        raise ValueError(f"{kind}: {name} must be {check.allowed}, got {array.item()!r}.")
+
+
+def _validate(kind: str, name: str, value: Any, check: Check | None) -> None:
+    """TypeError for a value that is neither a number nor a schedule; ValueError if out of range."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{kind}: {name} must be a float, a JAX scalar or a schedule (count -> value), "
+            f"got {type(value).__name__} {value!r}."
+        )
+    if callable(value) and not isinstance(value, jax.Array):
+        try:
+            first = value(jnp.zeros([], jnp.int32))
+        except Exception:  # a schedule that only works under jit is still a schedule
+            return
+        _check_value(kind, f"{name} (schedule at count 0)", first, check)
+        return
+    if not isinstance(value, (int, float, np.ndarray, np.generic, jax.Array)):
+        raise TypeError(
+            f"{kind}: {name} must be a float, a JAX scalar or a schedule (count -> value), "
+            f"got {type(value).__name__}."
+        )
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"{kind}: {name} must be {check.allowed if check else 'finite'}, got nan.")
+    _check_value(kind, name, value, check)
+
+
+def _float(value: Any) -> jax.Array:
+    return jnp.asarray(value, dtype=jnp.result_type(float))
+
+
+# --- the transform builder ----------------------------------------------------------------------
+
+
+def stateful_transform(
+    kind: str,
+    init: InnerInit,
+    update: InnerUpdate,
+    hyperparams: Mapping[str, ScalarOrSchedule],
+    checks: Mapping[str, Check] | None = None,
+    *,
+    name: str | None = None,
+    cast_updates: bool = True,
+    pass_extra_args: bool = False,
+) -> optax.GradientTransformationExtraArgs:
+    """Builds an optax transform whose numeric hyperparameters live in its state.
+
+    This is the one adapter behind every jopt transform (and behind ``jopt.rules.from_rule``).
+
+    Args:
+      kind: a short name of the transform, e.g. ``"adam"``, used in error messages and as the
+        label of last resort in ``jopt.hparams``.
+      init: ``init(params, hparams) -> inner_state``.
+      update: ``update(updates, inner_state, params, hparams) -> (updates, inner_state)``, a pure
+        function; ``hparams`` is a dict of float arrays (tracers under jit/vmap).
+      hyperparams: name -> float, JAX scalar or schedule ``count -> value``.
+      checks: name -> allowed range, checked whenever a value is concrete.
+      name: optional label that addresses this transform's hyperparameters as
+        ``"<name>/<hparam>"`` when names collide inside a chain.
+      cast_updates: cast each returned update to the dtype of the incoming update (keeps
+        bfloat16 params in bfloat16 although hyperparameters are float32).
+      pass_extra_args: pass extra keyword arguments of ``update`` (e.g. ``value=``) on to
+        ``update``; otherwise they are accepted and ignored.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``, so it composes in ``optax.chain`` with
+      transforms that take extra arguments such as ``value=``.
+    """
+    checks = dict(checks or {})
+    hyperparams = dict(hyperparams)
+    for key, value in hyperparams.items():
+        _validate(kind, key, value, checks.get(key))
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"{kind}: name must be a string or None, got {type(name).__name__}.")
+    scheduled = {
+        k: v for k, v in hyperparams.items() if callable(v) and not isinstance(v, jax.Array)
+    }
+
+    def current(count, state_hparams, schedule_scale, pinned):
+        values = dict(state_hparams)
+        for key, schedule in scheduled.items():
+            scheduled_value = schedule_scale[key] * _float(schedule(count))
+            values[key] = jnp.where(pinned[key], state_hparams[key], scheduled_value)
+        return values
+
+    def init_fn(params):
+        count = jnp.zeros([], jnp.int32)
+        values = {}
+        for key, value in hyperparams.items():
+            values[key] = _float(value(count) if key in scheduled else value)
+        schedule_scale = {key: _float(1.0) for key in scheduled}
+        pinned = {key: jnp.zeros([], bool) for key in scheduled}
+        return HyperparamState(
+            count=count,
+            hparams=values,
+            schedule_scale=schedule_scale,
+            pinned=pinned,
+            inner=init(params, values),
+            kind=kind,
+            label=name,
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        values = current(state.count, state.hparams, state.schedule_scale, state.pinned)
+        if pass_extra_args:
+            new_updates, inner = update(updates, state.inner, params, values, **extra_args)
+        else:
+            new_updates, inner = update(updates, state.inner, params, values)
+        if cast_updates:
+            new_updates = jax.tree.map(
+                lambda new, old: new if new is None else new.astype(old.dtype),
+                new_updates,
+                updates,
+                is_leaf=lambda x: x is None,
+            )
+        new_state = state.replace(
+            count=optax.safe_increment(state.count), hparams=values, inner=inner
+        )
+        return new_updates, new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# --- finding states in a pytree -----------------------------------------------------------------
+
+
+def _is_state(node: Any) -> bool:
+    return isinstance(node, HyperparamState)
+
+
+def _map_states(fn: Callable, tree: Any, prefix: tuple = ()) -> Any:
+    """Applies fn(path, state) to every HyperparamState in tree, innermost first."""
+
+    def visit(path, node):
+        if not _is_state(node):
+            return node
+        full = prefix + tuple(path)
+        node = node.replace(
+            inner=_map_states(fn, node.inner, (*full, jax.tree_util.GetAttrKey("inner")))
+        )
+        return fn(full, node)
+
+    return jax.tree_util.tree_map_with_path(visit, tree, is_leaf=_is_state)
+
+
+def _collect_states(tree: Any) -> list[tuple[tuple, HyperparamState]]:
+    found: list[tuple[tuple, HyperparamState]] = []
+
+    def record(path, state):
+        found.append((path, state))
+        return state
+
+    _map_states(record, tree)
+    return found
+
+
+def _compact_path(path: tuple) -> str:
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
+            parts.append(str(key.key))
+    return "/".join(parts)
+
+
+def _label(path: tuple, state: HyperparamState) -> str:
+    if state.label is not None:
+        return state.label
+    return _compact_path(path) or state.kind
+
+
+def _names(tree: Any) -> dict[tuple, dict[str, str]]:
+    """path -> {hparam name -> public key}, bare where unique and qualified where not."""
+    states = _collect_states(tree)
+    counts: dict[str, int] = {}
+    for _, state in states:
+        for key in state.hparams:
+            counts[key] = counts.get(key, 0) + 1
+    names: dict[tuple, dict[str, str]] = {}
+    seen: dict[str, tuple] = {}
+    for path, state in states:
+        label = _label(path, state)
+        mapping = {}
+        for key in state.hparams:
+            qualified = f"{label}/{key}"
+            if qualified in seen:
+                raise ValueError(
+                    f"two transforms are both addressed as {qualified!r}; give them distinct "
+                    "name= arguments to tell their hyperparameters apart."
+                )
+            seen[qualified] = path
+            mapping[key] = key if counts[key] == 1 else qualified
+        names[path] = mapping
+    return names
+
+
+def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
+    """The current hyperparameters of every jopt transform inside ``state``.
+
+    Args:
+      state: an optimizer state, or any pytree holding one (a chain's tuple, a flax TrainState,
+        an ``optax.MultiSteps`` state, ...).
+      qualified: key every value ``"<label>/<name>"`` even where the bare name is unique.
+
+    Returns:
+      A dict of arrays (scalars, or batched arrays for a vmapped population of states).
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt, optax
+      >>> tx = optax.chain(jopt.regularizers.clip_by_global_norm(1.0), jopt.adam(1e-3))
+      >>> state = tx.init({"w": jnp.zeros(3)})
+      >>> sorted(jopt.hparams(state))
+      ['b1', 'b2', 'eps', 'eps_root', 'learning_rate', 'max_norm']
+      >>> round(float(jopt.hparams(state)["learning_rate"]), 6)
+      0.001
+    """
+    out: dict[str, jax.Array] = {}
+    names = _names(state)
+    for path, found in _collect_states(state):
+        label = _label(path, found)
+        for key, value in found.hparams.items():
+            out[f"{label}/{key}" if qualified else names[path][key]] = value
+    return out
+
+
+def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
+    states = _collect_states(state)
+    names = _names(state)
+    known: dict[str, list[tuple[tuple, str]]] = {}
+    bare: dict[str, list[str]] = {}
+    for path, found in states:
+        label = _label(path, found)
+        for key in found.hparams:
+            known.setdefault(f"{label}/{key}", []).append((path, key))
+            bare.setdefault(key, []).append(f"{label}/{key}")
+            if names[path][key] == key:
+                known.setdefault(key, []).append((path, key))
+    targets: dict[tuple, dict[str, Any]] = {}
+    for public, value in values.items():
+        if public not in known:
+            if public in bare:
+                raise ValueError(
+                    f"hyperparameter {public!r} is ambiguous: several transforms have it; "
+                    f"use one of {sorted(bare[public])}."
+                )
+            listed = ", ".join(sorted(_public_keys(names)))
+            raise ValueError(f"unknown hyperparameter {public!r}; known: {listed or '(none)'}.")
+        for path, key in known[public]:
+            targets.setdefault(path, {})[key] = value
+
+    def apply(path, found):
+        edits = targets.get(path)
+        if not edits:
+            return found
+        new_values = dict(found.hparams)
+        new_scale = dict(found.schedule_scale)
+        new_pinned = dict(found.pinned)
+        for key, value in edits.items():
+            old = found.hparams[key]
+            if how == "set":
+                new_values[key] = _like(old, value, key)
+                if key in new_pinned:
+                    new_pinned[key] = jnp.ones_like(found.pinned[key])
+            else:
+                factor = _like(old, value, key)
+                new_values[key] = old * factor
+                if key in new_scale:
+                    new_scale[key] = found.schedule_scale[key] * factor
+        return found.replace(hparams=new_values, schedule_scale=new_scale, pinned=new_pinned)
+
+    return _map_states(apply, state)
+
+
+def _public_keys(names: dict[tuple, dict[str, str]]) -> set[str]:
+    return {public for mapping in names.values() for public in mapping.values()}
+
+
+def _like(old: jax.Array, value: Any, key: str) -> jax.Array:
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.ndarray, np.generic, jax.Array)
+    ):
+        raise TypeError(f"{key} must be set to a number or an array, got {type(value).__name__}.")
+    value = jnp.asarray(value, dtype=old.dtype)
+    try:
+        return jnp.broadcast_to(value, old.shape)
+    except ValueError:
+        raise ValueError(
+            f"{key}: a value of shape {value.shape} does not fit the state's shape {old.shape}."
+        ) from None
+
+
+def set_hparams(state: Any, **values: Any) -> Any:
+    """Returns ``state`` with hyperparameters replaced; shapes and dtypes are kept (no retrace).
+
+    A scheduled hyperparameter is pinned to the given value from then on (its schedule is no
+    longer consulted). Values may be batched arrays matching a batched (vmapped) state.
+
+    Raises:
+      ValueError: for a name that no transform in ``state`` has (the message lists the known
+        names), or a value whose shape does not fit.
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt
+      >>> state = jopt.sgd(0.1).init(jnp.zeros(2))
+      >>> state = jopt.set_hparams(state, learning_rate=0.01)
+      >>> round(float(jopt.hparams(state)["learning_rate"]), 6)
+      0.01
+    """
+    return _edit(state, values, "set")
+
+
+def scale_hparams(state: Any, **factors: Any) -> Any:
+    """Returns ``state`` with hyperparameters multiplied by ``factors``.
+
+    Unlike ``set_hparams``, a scheduled hyperparameter keeps following its schedule, scaled by
+    the factor from now on (so ``scale_hparams(state, learning_rate=0.1)`` lowers a cosine
+    schedule by 10x without flattening it).
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt
+      >>> state = jopt.adam(1e-2).init(jnp.zeros(2))
+      >>> state = jopt.scale_hparams(state, learning_rate=0.5)
+      >>> round(float(jopt.hparams(state)["learning_rate"]), 6)
+      0.005
+    """
+    return _edit(state, factors, "scale")
