@@ -297,16 +297,18 @@ def reduce_on_plateau(
     r"""Lowers ``optimizer``'s learning rate, held in its state, when a metric stops improving.
 
     Call ``update(grads, state, params, value=metric)``. Every ``accumulation_size`` calls, the
-    mean of the values is compared with the best so far. It *improves* when
+    mean of the values is compared with the best so far (PyTorch's ``ReduceLROnPlateau``
+    logic, with its meaning of ``patience`` and ``cooldown``). It *improves* when
 
     .. math::
       \bar v < v^* - (\text{rtol}\, |v^*| + \text{atol}) \qquad (\text{mode="min"})
 
     (``|v*|``, so negative metrics such as log-likelihoods work; optax's version scales by
-    ``1 - rtol`` and misbehaves below zero, optax PR #1767). After ``patience`` windows without
-    improvement the hyperparameter ``hparam`` of the wrapped optimizer is multiplied by
-    ``factor`` (with ``jopt.scale_hparams``, so a scheduled learning rate keeps its shape), then
-    ``cooldown`` windows are ignored. The cumulative factor never goes below ``min_scale``.
+    ``1 - rtol`` and misbehaves below zero, optax PR #1767). When more than ``patience``
+    windows in a row fail to improve, the hyperparameter ``hparam`` of the wrapped optimizer
+    is multiplied by ``factor`` (with ``jopt.scale_hparams``, so a scheduled learning rate
+    keeps its shape), then ``cooldown`` windows are ignored. The cumulative factor never goes
+    below ``min_scale``.
 
     Everything is ``jnp.where``: under ``vmap`` each member of a population has its own
     counters and its own learning rate, and ``jopt.hparams`` shows the lowered value.
@@ -375,28 +377,27 @@ def reduce_on_plateau(
         threshold = jnp.where(
             jnp.isfinite(best), best - (hp["rtol"] * jnp.abs(best) + hp["atol"]), jnp.inf
         )
+        # PyTorch's ReduceLROnPlateau logic, per window, written with jnp.where.
         improved = window_done & (mean < threshold)
-        in_cooldown = state.cooldown_count > 0
-        stalled = window_done & ~improved & ~in_cooldown
-        plateau_count = jnp.where(
-            improved, 0, jnp.where(stalled, state.plateau_count + 1, state.plateau_count)
+        bad = jnp.where(
+            window_done, jnp.where(improved, 0, state.plateau_count + 1), state.plateau_count
         )
-        reduce = plateau_count > hp["patience"] - 0.5  # patience is a float in the state
+        in_cooldown = window_done & (state.cooldown_count > 0)
+        cooldown_count = jnp.where(in_cooldown, state.cooldown_count - 1, state.cooldown_count)
+        bad = jnp.where(in_cooldown, 0, bad)
+        reduce = window_done & (bad > hp["patience"])
         new_scale = jnp.where(
             reduce, jnp.maximum(state.scale * hp["factor"], hp["min_scale"]), state.scale
         )
         step_factor = new_scale / state.scale
-        cooldown_count = jnp.where(
-            reduce,
-            hp["cooldown"].astype(jnp.int32),
-            jnp.where(window_done & in_cooldown, state.cooldown_count - 1, state.cooldown_count),
-        )
+        cooldown_count = jnp.where(reduce, hp["cooldown"].astype(jnp.int32), cooldown_count)
+        plateau_count = jnp.where(reduce, 0, bad)
         inner = scale_hparams(state.inner_state, **{hparam: step_factor})
         new_updates, inner = optimizer.update(updates, inner, params)
         new_state = PlateauState(
             inner_state=inner,
             best_value=jnp.where(improved, mean, best),
-            plateau_count=jnp.where(reduce, 0, plateau_count).astype(jnp.int32),
+            plateau_count=plateau_count.astype(jnp.int32),
             cooldown_count=cooldown_count.astype(jnp.int32),
             accumulated=jnp.where(window_done, 0.0, accumulated),
             window_count=jnp.where(window_done, 0, window_count).astype(jnp.int32),
