@@ -1,0 +1,187 @@
+"""How fast is jopt.train.fit? Against a hand-written optax + lax.scan loop and a Python loop.
+
+Run: python -m experiments.bench_fit [--quick]
+
+Trains the MNIST-1D MLP (40-100-100-10) with Adam, batch 100, shuffled epochs, for the
+same number of steps in four ways, and evaluates once at the end on the full train and
+test sets:
+
+  fit            jopt.train.fit(..., progress=False): one compiled lax.scan
+  fit+progress   the same with the tqdm bar fed by jax.debug.callback (bar sent to a buffer)
+  (a) scan       a hand-written optax + lax.scan loop, jitted whole: the honest baseline
+  (b) python     a Python for-loop over a jitted train step, numpy batches
+
+Compile time (first call minus the median run) is reported apart from run time (the median
+of the repeats, the methods alternating within each repeat so that load on the machine
+hits all of them alike). Goals: fit <= 1.05x (a), fit >= 5x faster than (b),
+fit+progress <= 1.05x fit.
+"""
+
+import argparse
+import contextlib
+import io
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jopt.data
+import jopt.train
+
+
+# The MNIST-1D paper's MLP, defined here so that the benchmark depends only on train.py.
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        x = nn.relu(nn.Dense(100)(x))
+        x = nn.relu(nn.Dense(100)(x))
+        return nn.Dense(10)(x)
+
+
+def loss_fn(model, params, x, y):
+    logits = model.apply({"params": params}, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def accuracy(model, params, x, y):
+    return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
+
+
+# (a) A HAND-WRITTEN OPTAX + LAX.SCAN LOOP: epochs of shuffled batches, then one evaluation
+def make_scan_train(model, tx, data, steps, batch_size):
+    n = data.n_train
+    steps_per_epoch = n // batch_size
+    epochs = steps // steps_per_epoch
+
+    def train(key):
+        init_key, data_key = jax.random.split(key)
+        params = model.init(init_key, data.x_train[:1])["params"]
+
+        def epoch(carry, e):
+            perm = jax.random.permutation(jax.random.fold_in(data_key, e), n)
+            batches = perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+
+            def step(carry, idx):
+                params, opt_state = carry
+                loss, grads = jax.value_and_grad(loss_fn, 1)(
+                    model, params, data.x_train[idx], data.y_train[idx]
+                )
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), loss
+
+            carry, losses = jax.lax.scan(step, carry, batches)
+            return carry, losses.mean()
+
+        (params, _), losses = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+        train_acc = accuracy(model, params, data.x_train, data.y_train)
+        test_acc = accuracy(model, params, data.x_test, data.y_test)
+        return params, losses, train_acc, test_acc
+
+    return jax.jit(train)
+
+
+# (b) A PYTHON FOR-LOOP OVER A JITTED STEP, batches sliced in numpy
+def make_python_train(model, tx, data, steps, batch_size):
+    x_train, y_train = np.asarray(data.x_train), np.asarray(data.y_train)
+    n = len(x_train)
+    steps_per_epoch = n // batch_size
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn, 1)(model, params, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    evaluate = jax.jit(lambda params, x, y: accuracy(model, params, x, y))
+
+    def train(seed):
+        rng = np.random.default_rng(seed)
+        params = model.init(jax.random.PRNGKey(seed), x_train[:1])["params"]
+        opt_state = tx.init(params)
+        for t in range(steps):
+            if t % steps_per_epoch == 0:
+                perm = rng.permutation(n)
+            idx = perm[(t % steps_per_epoch) * batch_size :][:batch_size]
+            params, opt_state, loss = step(params, opt_state, x_train[idx], y_train[idx])
+        test_acc = evaluate(params, data.x_test, data.y_test)
+        return params, loss, evaluate(params, data.x_train, data.y_train), test_acc
+
+    return train
+
+
+def timed(fn):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
+    parser.add_argument("--steps", type=int, default=None, help="training steps")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
+    args = parser.parse_args()
+    steps = args.steps or (400 if args.quick else 20_000)
+    repeats = args.repeats or (2 if args.quick else 7)
+    batch_size = 100
+
+    # SETUP
+    data = jopt.data.mnist1d()
+    model = MLP()
+    tx = optax.adam(1e-3)
+    key = jax.random.PRNGKey(0)
+    steps -= steps % (data.n_train // batch_size)  # whole epochs, for the scan baseline
+
+    def fit(progress):
+        def run():
+            # the tqdm bar goes to a buffer: timed, but not printed
+            with contextlib.redirect_stderr(io.StringIO()):
+                return jopt.train.fit(
+                    model, tx, data, steps=steps, batch_size=batch_size, key=key,
+                    progress=progress,
+                )  # fmt: skip
+
+        return run
+
+    scan_train = make_scan_train(model, tx, data, steps, batch_size)
+    python_train = make_python_train(model, tx, data, steps, batch_size)
+    methods = {
+        "fit": fit(False),
+        "fit+progress": fit(True),
+        "(a) scan": lambda: scan_train(key),
+        "(b) python": lambda: python_train(0),
+    }
+
+    # COMPILE (first call) THEN RUN (median of the repeats, methods alternating)
+    first = {name: timed(fn) for name, fn in methods.items()}
+    runs = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            runs[name].append(timed(fn))
+    run = {name: statistics.median(times) for name, times in runs.items()}
+    # (b)'s first call also runs every step; its compile time is the step's first call
+    compile_time = {name: max(first[name] - run[name], 0.0) for name in methods}
+
+    # REPORT
+    print(f"MNIST-1D MLP 40-100-100-10, Adam, batch {batch_size}, {steps} steps, "
+          f"median of {repeats} ({jax.devices()[0].platform})")  # fmt: skip
+    print(f"{'method':<14} {'compile s':>10} {'run s':>9} {'us/step':>9} {'ratio vs fit':>13}")
+    for name in methods:
+        print(
+            f"{name:<14} {compile_time[name]:>10.3f} {run[name]:>9.3f} "
+            f"{1e6 * run[name] / steps:>9.1f} {run[name] / run['fit']:>13.2f}"
+        )
+    fit_vs_scan = run["fit"] / run["(a) scan"]
+    python_vs_fit = run["(b) python"] / run["fit"]
+    progress_cost = run["fit+progress"] / run["fit"]
+    print(f"ratio fit / (a) scan        = {fit_vs_scan:.3f}  (goal <= 1.05)")
+    print(f"ratio (b) python / fit      = {python_vs_fit:.1f}  (goal >= 5)")
+    print(f"ratio fit+progress / fit    = {progress_cost:.3f}  (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,841 @@
+"""Training: an explicit ``TrainState``, a pure ``train_step``, ``evaluate``, and ``fit``.
+
+``fit`` runs a whole training run as one ``jit``-compiled ``lax.scan`` (an outer scan over
+evaluation intervals around an inner scan over steps). It is pure: a run is a function of
+``(tx, key)``, so it can itself be ``vmap``-ed over learning rates (anything inside ``tx``)
+and seeds::
+
+    lrs = jnp.array([0.01, 0.1, 1.0])
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    history = jax.vmap(
+        lambda lr, k: fit(model, optax.sgd(lr), data, steps=1000, batch_size=100, key=k,
+                          progress=False)[1]
+    )(lrs, keys)
+
+All the randomness of step ``t`` (its minibatch, dropout and augmentation) is derived from
+``(key, t)`` with ``jax.random.fold_in``, never from a key split and carried through the
+loop, so a run that is stopped and resumed from a checkpoint ends bit-identical to an
+uninterrupted one. ``fit`` is a short composition of the public pieces
+(:func:`create_train_state`, :func:`train_step`, :func:`evaluate` and
+:func:`jopt.data.batch_indices`); copy it into a script to change what it does.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import inspect
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from flax.training import train_state
+from tqdm.auto import tqdm
+
+from jopt import checkpoint
+from jopt.data import BATCH_MODES, Dataset, batch_indices, epoch_permutation
+
+Array = jax.Array
+Batch = tuple[Array, Array]
+LossFn = Callable[[Array, Array], Array]
+Augment = Callable[[Array, Array], Array]
+Progress = bool | Callable[[int, float], None]
+LOSSES = ("cross_entropy", "mse")
+
+
+# ------------------------------------------------------------------------------------------
+# State
+# ------------------------------------------------------------------------------------------
+
+
+class TrainState(train_state.TrainState):
+    """The state of a training run: flax's ``TrainState`` plus batch-norm statistics.
+
+    Attributes:
+      step: number of :func:`train_step` calls so far, an int32 scalar. With gradient
+        accumulation it counts micro-batches, not optimizer updates.
+      apply_fn: the model's ``apply`` (static); called as
+        ``apply_fn(variables, x, train=..., **apply_kwargs)``.
+      params: the model parameters.
+      tx: the optax ``GradientTransformation`` (static).
+      opt_state: the state of ``tx``.
+      batch_stats: the model's ``batch_stats`` collection (the running averages of
+        ``nn.BatchNorm``); an empty dict for models without batch norm.
+    """
+
+    batch_stats: Any = struct.field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The variables for ``apply_fn``: ``params``, plus ``batch_stats`` if any."""
+        if self.batch_stats:
+            return {"params": self.params, "batch_stats": self.batch_stats}
+        return {"params": self.params}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Apply:
+    """``model.apply``, equal for equal models (so equal states hit the jit cache).
+
+    A bound method ``model.apply`` compares by the identity of ``model``; this compares
+    modules by value. It drops ``train`` for models whose ``__call__`` does not take it.
+    """
+
+    model: nn.Module
+    takes_train: bool
+
+    def __call__(self, variables: Any, x: Array, *, train: bool = False, **kwargs: Any) -> Any:
+        if self.takes_train:
+            kwargs["train"] = train
+        return self.model.apply(variables, x, **kwargs)
+
+
+def _takes_train(model: nn.Module) -> bool:
+    parameters = inspect.signature(model.__call__).parameters
+    return "train" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+def create_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, x: Array, key: Array
+) -> TrainState:
+    """Initializes a model and its optimizer state.
+
+    Args:
+      model: a flax.linen module. If its ``__call__`` takes ``train`` it gets
+        ``train=True`` in :func:`train_step` and ``train=False`` in :func:`evaluate` (batch
+        norm and dropout switch on it); otherwise it is called without it.
+      tx: an optax ``GradientTransformation``.
+      x: a sample input batch (only its shape and dtype matter), e.g. ``x_train[:1]``.
+      key: PRNG key, split into the ``"params"`` and ``"dropout"`` init keys.
+
+    Returns:
+      A :class:`TrainState` with ``step=0`` (int32).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+      >>> from jopt.train import create_train_state
+      >>> state = create_train_state(nn.Dense(3), optax.sgd(0.1), jnp.ones((1, 4)),
+      ...                            jax.random.PRNGKey(0))
+      >>> int(state.step), state.params["kernel"].shape
+      (0, (4, 3))
+    """
+    params_key, dropout_key = jax.random.split(key)
+    rngs = {"params": params_key, "dropout": dropout_key}
+    takes_train = _takes_train(model)
+    variables = model.init(rngs, x, train=False) if takes_train else model.init(rngs, x)
+    apply_fn = _Apply(model, takes_train)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        apply_fn=apply_fn,
+        params=params,
+        tx=tx,
+        opt_state=tx.init(params),
+        batch_stats=variables.get("batch_stats", {}),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Losses, train step, evaluation
+# ------------------------------------------------------------------------------------------
+
+
+def _is_classification(y: Array) -> bool:
+    return jnp.issubdtype(y.dtype, jnp.integer)
+
+
+def cross_entropy(outputs: Array, labels: Array) -> Array:
+    """Mean softmax cross-entropy of logits ``(batch, classes)`` and int labels ``(batch,)``."""
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, labels).mean()
+
+
+def mse(outputs: Array, targets: Array) -> Array:
+    """Mean squared error over all elements.
+
+    Integer ``targets`` are one-hot encoded to the width of ``outputs`` (square loss for
+    classification); outputs of shape ``(batch, 1)`` are compared with targets ``(batch,)``.
+    """
+    if _is_classification(targets):
+        targets = jax.nn.one_hot(targets, outputs.shape[-1], dtype=outputs.dtype)
+    elif outputs.shape == (*targets.shape, 1):
+        outputs = outputs[..., 0]
+    return jnp.mean((outputs - targets) ** 2)
+
+
+def _loss_fn(loss: str | LossFn | None, y: Array) -> LossFn:
+    if callable(loss):
+        return loss
+    if loss is None:
+        loss = "cross_entropy" if _is_classification(y) else "mse"
+    if loss == "cross_entropy":
+        return cross_entropy
+    if loss == "mse":
+        return mse
+    raise ValueError(f"loss must be one of {LOSSES}, a callable or None, got {loss!r}")
+
+
+def train_step(
+    state: TrainState, batch: Batch, key: Array, *, loss: str | LossFn | None = None
+) -> tuple[TrainState, dict[str, Array]]:
+    """One gradient step on a minibatch; pure, jit it at the call site.
+
+    The model runs with ``train=True``: batch norm normalizes with the batch statistics and
+    updates ``state.batch_stats``, dropout draws from ``key`` (rng name ``"dropout"``).
+
+    Args:
+      state: the current :class:`TrainState`.
+      batch: ``(x, y)``, inputs and integer labels or float targets.
+      key: PRNG key for dropout; derive it from the step, e.g.
+        ``jax.random.fold_in(key, state.step)``.
+      loss: ``"cross_entropy"``, ``"mse"``, a callable ``(outputs, y) -> scalar``, or
+        ``None`` for cross-entropy on integer labels and MSE on float targets.
+
+    Returns:
+      ``(new_state, metrics)`` with ``metrics["loss"]`` the minibatch loss before the
+      update and, for integer labels, ``metrics["accuracy"]``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+      >>> from jopt.train import create_train_state, train_step
+      >>> x, y = jnp.ones((4, 2)), jnp.array([0, 1, 1, 1])
+      >>> state = create_train_state(nn.Dense(2), optax.sgd(0.5), x, jax.random.PRNGKey(0))
+      >>> step = jax.jit(train_step)
+      >>> for _ in range(3):
+      ...     state, metrics = step(state, (x, y), jax.random.PRNGKey(0))
+      ...     print(f"{metrics['loss']:.3f}")
+      0.618
+      0.569
+      0.563
+    """
+    x, y = batch
+    loss_fn = _loss_fn(loss, y)
+
+    def compute_loss(params):
+        variables = {**state.variables, "params": params}
+        if state.batch_stats:
+            outputs, updates = state.apply_fn(
+                variables, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+            )
+            batch_stats = updates["batch_stats"]
+        else:
+            outputs = state.apply_fn(variables, x, train=True, rngs={"dropout": key})
+            batch_stats = state.batch_stats
+        return loss_fn(outputs, y), (outputs, batch_stats)
+
+    (value, (outputs, batch_stats)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+        state.params
+    )
+    state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"loss": value}
+    if _is_classification(y):
+        metrics["accuracy"] = jnp.mean(jnp.argmax(outputs, -1) == y)
+    return state, metrics
+
+
+def evaluate(
+    state: TrainState, x: Array, y: Array, *, loss: str | LossFn | None = None
+) -> dict[str, Array]:
+    """Evaluates the model on a whole set in one batch, with ``train=False``.
+
+    Batch norm uses the running statistics in ``state.batch_stats``; dropout is off.
+
+    Args:
+      state: a :class:`TrainState`.
+      x: inputs, shape ``(n, *features)``.
+      y: integer labels ``(n,)`` or float targets.
+      loss: as in :func:`train_step`.
+
+    Returns:
+      ``{"loss": ...}`` (mean loss; the mean squared error for float targets), plus
+      ``"accuracy"`` for integer labels.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+      >>> from jopt.train import create_train_state, evaluate
+      >>> x, y = jnp.ones((4, 2)), jnp.array([0, 1, 1, 1])
+      >>> state = create_train_state(nn.Dense(2), optax.sgd(0.5), x, jax.random.PRNGKey(0))
+      >>> sorted(evaluate(state, x, y))
+      ['accuracy', 'loss']
+    """
+    outputs = state.apply_fn(state.variables, x, train=False)
+    metrics = {"loss": _loss_fn(loss, y)(outputs, y)}
+    if _is_classification(y):
+        metrics["accuracy"] = jnp.mean(jnp.argmax(outputs, -1) == y)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------
+# Progress: a tqdm bar fed by jax.debug.callback from inside the compiled loop
+# ------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """The host side of one ``fit`` call's progress reports (a tqdm bar or a callable).
+
+    Under ``vmap`` ``jax.debug.callback`` runs once per member with the same step: a
+    report for the step just shown is dropped, so there is one bar (with the loss of the
+    first member) however many runs are batched. A report for an earlier step means the
+    compiled program runs again (``fit`` under an outer ``jit``): a new bar starts.
+    """
+
+    def __init__(self, target: Progress, start: int):
+        self.fn = None if target is True else target
+        self.start = start
+        self.last = start
+        self.bar = None
+
+    def report(self, step: int, total: int, loss: float) -> None:
+        if step == self.last:
+            return
+        if step < self.last:
+            self.close()
+        self.last = step
+        if self.fn is not None:
+            self.fn(step, loss)
+        else:
+            if self.bar is None:
+                self.bar = tqdm(total=total, initial=self.start, desc="fit", unit="step")
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        if step >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# The progress of each fit call, by an id that the compiled program receives as an
+# argument, so that a cached program never holds on to a particular bar. Kept after the
+# run (the last 1024 calls): under an outer jit the same program, with the same id, may
+# run again.
+_PROGRESS: collections.OrderedDict[int, _Progress] = collections.OrderedDict()
+_PROGRESS_IDS = itertools.count()
+
+
+def _register_progress(target: Progress, start: int) -> int:
+    run_id = next(_PROGRESS_IDS)
+    _PROGRESS[run_id] = _Progress(target, start)
+    while len(_PROGRESS) > 1024:
+        _PROGRESS.popitem(last=False)[1].close()
+    return run_id
+
+
+def _host_report(packed: np.ndarray) -> None:
+    """Host side of the progress callback; ``packed`` is ``[run_id, step, total, loss]``."""
+    packed = np.asarray(packed)
+    run_id, step, total = (int(v) for v in packed[:3])
+    if run_id in _PROGRESS:
+        _PROGRESS[run_id].report(step, total, float(packed[3:].view(np.float32)[0]))
+
+
+def _report(run_id: Array, step: Array, total: Array, loss: Array) -> None:
+    # One int32 array (the loss bit-cast) rather than four scalars: the callback moves
+    # each argument to a device array first, and that dominates its cost.
+    loss_bits = jax.lax.bitcast_convert_type(loss.astype(jnp.float32), jnp.int32)
+    packed = jnp.stack([jnp.asarray(v, jnp.int32) for v in (run_id, step, total, loss_bits)])
+    jax.debug.callback(_host_report, packed)
+
+
+# ------------------------------------------------------------------------------------------
+# The compiled loop
+# ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+    """Static configuration of the compiled loop (hashable: part of the jit cache key)."""
+
+    batch_size: int
+    batch_mode: str
+    eval_every: int
+    loss: str | LossFn
+    augment: Augment | None
+    progress_every: int | None  # None: no progress callback is traced at all
+
+
+def _train_steps(state, perm, loss_sum, data, keys, loop: _Loop, length: int):
+    """``length`` train steps as one ``lax.scan``; adds their losses to ``loss_sum``."""
+    data_key, augment_key, dropout_key = keys
+    n = data.x_train.shape[0]
+    steps_per_epoch = n // loop.batch_size
+
+    def one_step(carry, _):
+        state, perm, loss_sum = carry
+        step = state.step
+        # BATCH: the epoch's permutation is carried and recomputed only when an epoch
+        # starts; the indices equal batch_indices(data_key, step, n, batch_size, mode).
+        if loop.batch_mode == "shuffle":
+            epoch, position = jnp.divmod(step, steps_per_epoch)
+            perm = jax.lax.cond(
+                position == 0, lambda: epoch_permutation(data_key, epoch, n), lambda: perm
+            )
+            idx = jax.lax.dynamic_slice_in_dim(perm, position * loop.batch_size, loop.batch_size)
+        else:
+            idx = batch_indices(data_key, step, n, loop.batch_size, loop.batch_mode)
+        x, y = data.x_train[idx], data.y_train[idx]
+        if loop.augment is not None:
+            x = loop.augment(jax.random.fold_in(augment_key, step), x)
+        # UPDATE
+        state, metrics = train_step(
+            state, (x, y), jax.random.fold_in(dropout_key, step), loss=loop.loss
+        )
+        return (state, perm, loss_sum + metrics["loss"].astype(jnp.float32)), None
+
+    (state, perm, loss_sum), _ = jax.lax.scan(one_step, (state, perm, loss_sum), length=length)
+    return state, perm, loss_sum
+
+
+def _train_interval(state, perm, data, keys, run_id, total, loop: _Loop, length: int):
+    """``length`` train steps, reporting progress between chunks, then one evaluation."""
+    loss_sum = jnp.zeros((), jnp.float32)
+    if loop.progress_every is None:
+        state, perm, loss_sum = _train_steps(state, perm, loss_sum, data, keys, loop, length)
+    else:
+        # PROGRESS: chunks of progress_every steps with a host callback after each, so that
+        # the step loop itself carries no callback and no per-step condition.
+        every = min(loop.progress_every, length)
+
+        def report(state, loss_sum, count):
+            _report(run_id, state.step, total, loss_sum / count)
+
+        def chunk(carry, i):
+            state, perm, loss_sum = carry
+            state, perm, loss_sum = _train_steps(state, perm, loss_sum, data, keys, loop, every)
+            report(state, loss_sum, (i + 1) * every)
+            return (state, perm, loss_sum), None
+
+        carry = (state, perm, loss_sum)
+        (state, perm, loss_sum), _ = jax.lax.scan(chunk, carry, jnp.arange(length // every))
+        if length % every:
+            state, perm, loss_sum = _train_steps(
+                state, perm, loss_sum, data, keys, loop, length % every
+            )
+            report(state, loss_sum, length)
+    # EVALUATE
+    metrics = {"step": state.step, "loss": loss_sum / length}
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if x.shape[0]:
+            for name, value in evaluate(state, x, y, loss=loop.loss).items():
+                metrics[f"{split}_{name}"] = value.astype(jnp.float32)
+    return state, perm, metrics
+
+
+def _split_key(key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
+    """``init_key`` and the ``(data_key, augment_key, dropout_key)`` of a run."""
+    init_key, data_key, step_key = jax.random.split(key, 3)
+    return init_key, (data_key, *jax.random.split(step_key))
+
+
+def _segment(state, data, key, run_id, total, loop: _Loop, num_evals: int, tail: int):
+    """``num_evals`` intervals of ``loop.eval_every`` steps, then ``tail`` more steps."""
+    _check_outputs(state, data)  # at trace time: shapes only
+    _, keys = _split_key(key)
+    perm = None
+    if loop.batch_mode == "shuffle":
+        epoch = state.step // (data.x_train.shape[0] // loop.batch_size)
+        perm = epoch_permutation(keys[0], epoch, data.x_train.shape[0])
+
+    def interval(carry, _):
+        state, perm = carry
+        state, perm, metrics = _train_interval(
+            state, perm, data, keys, run_id, total, loop, loop.eval_every
+        )
+        return (state, perm), metrics
+
+    (state, perm), history = jax.lax.scan(interval, (state, perm), length=num_evals)
+    if tail:
+        state, perm, last = _train_interval(state, perm, data, keys, run_id, total, loop, tail)
+        history = jax.tree.map(lambda h, v: jnp.concatenate([h, v[None]]), history, last)
+    return state, history
+
+
+@functools.partial(jax.jit, static_argnames=("loop", "num_evals", "tail"))
+def _run_segment(state, data, key, run_id, total, *, loop: _Loop, num_evals: int, tail: int):
+    """Continues a run from ``state`` (resuming, or checkpointing between segments)."""
+    return _segment(state, data, key, run_id, total, loop, num_evals, tail)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "tx", "loop", "num_evals", "tail"))
+def _run(data, key, run_id, total, *, model, tx, loop: _Loop, num_evals: int, tail: int):
+    """A whole run, initialization included, as one program."""
+    init_key, _ = _split_key(key)
+    state = create_train_state(model, tx, data.x_train[:1], init_key)
+    return _segment(state, data, key, run_id, total, loop, num_evals, tail)
+
+
+@functools.lru_cache(maxsize=64)
+def _accumulating(
+    tx: optax.GradientTransformation, accumulate: int | Callable[[Array], Array]
+) -> optax.GradientTransformation:
+    # Cached so that repeated fit calls with the same tx hit the compilation cache.
+    return optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
+
+
+# ------------------------------------------------------------------------------------------
+# Validation (Python, on concrete values, before anything compiles)
+# ------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < low or (high is not None and value > high):
+        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+
+
+def _check_fit_args(
+    data: Dataset,
+    *,
+    steps,
+    batch_size,
+    eval_every,
+    batch_mode,
+    loss,
+    augment,
+    accumulate,
+    progress,
+    progress_every,
+    checkpoint_dir,
+    checkpoint_every,
+    state,
+    key,
+) -> None:
+    _check_int("steps", steps, 1)
+    _check_int("batch_size", batch_size, 1, data.n_train)
+    _check_int("eval_every", eval_every, 1, steps)
+    if batch_mode not in BATCH_MODES:
+        raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")
+    if not (loss is None or loss in LOSSES or callable(loss)):
+        raise ValueError(f"loss must be one of {LOSSES}, a callable or None, got {loss!r}")
+    if loss == "cross_entropy" and not _is_classification(data.y_train):
+        raise TypeError(
+            f"loss='cross_entropy' needs integer labels, but y_train has dtype "
+            f"{data.y_train.dtype}; use loss='mse' for regression"
+        )
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be a callable (key, x) -> x or None, got {augment!r}")
+    if accumulate is not None and not callable(accumulate):
+        _check_int("accumulate", accumulate, 1)
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress must be a bool or a callable (step, loss), got {progress!r}")
+    if progress_every is not None:
+        _check_int("progress_every", progress_every, 1)
+    if checkpoint_every is not None:
+        if checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs a checkpoint_dir")
+        _check_int("checkpoint_every", checkpoint_every, 1)
+        if checkpoint_every % eval_every:
+            raise ValueError(
+                f"checkpoint_every must be a multiple of eval_every={eval_every}, "
+                f"got {checkpoint_every}"
+            )
+    if checkpoint_dir is not None:
+        if state is not None:
+            raise ValueError("pass either state or checkpoint_dir, not both")
+        if isinstance(key, jax.core.Tracer):
+            raise ValueError(
+                "checkpoint_dir cannot be used inside jit/vmap (the state must be concrete "
+                "to be saved); checkpoint each run separately"
+            )
+    key_shape = jnp.shape(key)
+    typed = jnp.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
+    if not typed and (key_shape != (2,) or jnp.result_type(key) != jnp.uint32):
+        raise TypeError(
+            f"key must be a PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)), "
+            f"got shape {key_shape} and dtype {jnp.result_type(key)}"
+        )
+    # The data itself (lengths, NaN/inf, label range) was checked when the Dataset was
+    # built: every way of making one, replace and tree_map included, runs its checks.
+
+
+def _check_outputs(state: TrainState, data: Dataset) -> None:
+    """The model's output width must cover the classes (on shapes only)."""
+    if data.num_classes is None or not _is_classification(data.y_train):
+        return
+    outputs = jax.eval_shape(lambda: state.apply_fn(state.variables, data.x_train[:1], train=False))
+    shape = getattr(outputs, "shape", None)
+    if shape is None or len(shape) < 1 or shape[-1] < data.num_classes:
+        raise ValueError(
+            f"the model outputs shape {shape} but the labels have num_classes="
+            f"{data.num_classes}; the last output axis must be >= num_classes"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# fit
+# ------------------------------------------------------------------------------------------
+
+
+def _history_like(num: int, classification: bool, has_test: bool) -> dict[str, np.ndarray]:
+    """Zeros shaped like a history of ``num`` evaluations (the restore target)."""
+    names = ["loss", "train_loss"] + (["test_loss"] if has_test else [])
+    if classification:
+        names += ["train_accuracy"] + (["test_accuracy"] if has_test else [])
+    history = {name: np.zeros(num, np.float32) for name in names}
+    history["step"] = np.zeros(num, np.int32)
+    return history
+
+
+def _config_array(batch_size: int, eval_every: int, batch_mode: str) -> np.ndarray:
+    return np.array([batch_size, eval_every, BATCH_MODES.index(batch_mode)], np.int32)
+
+
+def fit(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    data: Dataset,
+    *,
+    steps: int,
+    batch_size: int,
+    key: Array,
+    eval_every: int | None = None,
+    batch_mode: str = "shuffle",
+    augment: Augment | None = None,
+    loss: str | LossFn | None = None,
+    accumulate: int | Callable[[Array], Array] | None = None,
+    progress: Progress = True,
+    progress_every: int | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    state: TrainState | None = None,
+) -> tuple[TrainState, dict[str, Array]]:
+    """Trains a model with minibatch gradient steps, as one compiled ``lax.scan``.
+
+    The run initializes the model from ``key`` and takes ``steps`` calls of
+    :func:`train_step` on minibatches from :func:`jopt.data.batch_indices`, evaluating on
+    the full train and test sets every ``eval_every`` steps. Everything after the Python
+    argument checks is traced once and runs as one ``jit``-compiled program, so ``fit`` is
+    pure and can be ``vmap``-ed over anything in ``tx`` (a traced learning rate) and over
+    ``key``; ``progress``, ``checkpoint_dir`` and the Python checks are its only side
+    effects.
+
+    Randomness: ``key`` is split into ``init_key, data_key, step_key =
+    jax.random.split(key, 3)``. ``init_key`` initializes the model
+    (:func:`create_train_state`); ``data_key`` draws the batches
+    (``batch_indices(data_key, t, ...)``); ``augment_key, dropout_key =
+    jax.random.split(step_key)`` are folded with the step ``t`` for augmentation and
+    dropout. Nothing depends on how the run is cut into segments.
+
+    Batch-size schedules (``accumulate``): instead of decaying the learning rate, increase
+    the batch size (Smith et al. 2018). ``accumulate=k`` averages the gradients of ``k``
+    consecutive minibatches of ``batch_size`` and applies one update, exactly one step with
+    a batch of ``k * batch_size`` for plain SGD; a schedule ``update_count -> k`` (e.g.
+    ``optax.piecewise_constant_schedule(1, {1000: 2, 2000: 4})``) grows the effective batch
+    during training. It wraps ``tx`` in ``optax.MultiSteps``. ``steps`` still counts
+    minibatches, so the number of epochs stays fixed while the number of updates falls.
+
+    Args:
+      model: a flax.linen module ``__call__(x, *, train=False)`` (``train`` optional).
+      tx: an optax ``GradientTransformation``; its hyperparameters may be tracers.
+      data: a :class:`jopt.data.Dataset` (or a tuple ``(x_train, y_train, x_test, y_test)``).
+      steps: number of training steps (minibatches), ``>= 1``. With ``checkpoint_dir`` it
+        is the total length of the run, counted from step 0 also when resuming; with
+        ``state`` it is the number of steps to add.
+      batch_size: minibatch size, in ``[1, n_train]`` (static).
+      key: a PRNG key.
+      eval_every: evaluate every this many steps, in ``[1, steps]``; ``None`` evaluates
+        once, at the end. If it does not divide ``steps`` the last interval is shorter.
+      batch_mode: ``"shuffle"`` (epochs without replacement), ``"replacement"`` or
+        ``"sequential"``; see :func:`jopt.data.batch_indices`.
+      augment: ``augment(key, x) -> x`` applied on device to each training batch, e.g.
+        ``functools.partial(jopt.data.random_shift, max_shift=4)``.
+      loss: ``"cross_entropy"``, ``"mse"``, a callable ``(outputs, y) -> scalar``, or
+        ``None`` for cross-entropy on integer labels and MSE on float targets.
+      accumulate: ``k`` (an int ``>= 1``) or a schedule ``update_count -> k``: gradient
+        accumulation, see above.
+      progress: ``True`` shows a tqdm bar (step, mean loss of the current interval);
+        ``False`` traces no callback at all; a callable ``progress(step, loss)`` is
+        called instead of the bar. Under ``vmap`` there is one bar for all members.
+      progress_every: report every this many steps of each evaluation interval and at
+        its end (default ``max(1, steps // 50)``: each report is a host callback that
+        costs about 0.1-0.5 ms on a CPU).
+      checkpoint_dir: a directory to save the state and history to (with
+        :mod:`jopt.checkpoint`) every ``checkpoint_every`` steps. If it already holds
+        a checkpoint of this run, training resumes from the latest one at or before
+        ``steps`` and ends bit-identical to an uninterrupted run. Not usable under
+        ``jit``/``vmap``.
+      checkpoint_every: save every this many steps (and at no other step), a multiple of
+        ``eval_every``; defaults to ``eval_every``. The run is then a few calls of one
+        compiled segment of ``checkpoint_every`` steps.
+      state: continue from this :class:`TrainState` instead of initializing (its
+        ``apply_fn`` and ``tx`` are used; ``model`` and ``tx`` are not); the step counter,
+        and so the batches, continue from ``state.step``. May be batched under ``vmap``.
+
+    Returns:
+      ``(state, history)``: the final :class:`TrainState`, and a dict of arrays with one
+      entry per evaluation: ``"step"``; ``"loss"``, the mean minibatch loss over the
+      interval; ``"train_loss"`` and ``"test_loss"`` on the full sets; and for integer
+      labels ``"train_accuracy"`` and ``"test_accuracy"``.
+
+    Raises:
+      ValueError, TypeError: before anything compiles, for an argument out of range
+        (the message names it and the allowed range) or bad data (mismatched lengths,
+        NaN/inf, labels outside ``[0, num_classes)``).
+
+    Examples:
+      >>> import jax, optax, flax.linen as nn
+      >>> import jopt
+      >>> data = jopt.data.digits()
+      >>> state, history = jopt.train.fit(
+      ...     nn.Dense(10), optax.adam(1e-2), data, steps=200, batch_size=64,
+      ...     key=jax.random.PRNGKey(0), eval_every=100, progress=False)
+      >>> history["step"].tolist(), bool(history["test_accuracy"][-1] > 0.9)
+      ([100, 200], True)
+
+    References:
+      Smith, Kindermans, Ying, Le, `Don't decay the learning rate, increase the batch size
+      <https://arxiv.org/abs/1711.00489>`_, 2018.
+    """
+    # CHECK ARGUMENTS
+    if not isinstance(data, Dataset):
+        data = Dataset(*data)
+    eval_every = steps if eval_every is None else eval_every
+    if checkpoint_dir is not None and checkpoint_every is None:
+        checkpoint_every = eval_every
+    _check_fit_args(
+        data,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        batch_mode=batch_mode,
+        loss=loss,
+        augment=augment,
+        accumulate=accumulate,
+        progress=progress,
+        progress_every=progress_every,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        state=state,
+        key=key,
+    )
+    if accumulate is not None:
+        tx = _accumulating(tx, accumulate)
+    loop = _Loop(
+        batch_size=batch_size,
+        batch_mode=batch_mode,
+        eval_every=eval_every,
+        loss=loss,
+        augment=augment,
+        progress_every=(progress_every or max(1, steps // 50)) if progress else None,
+    )
+
+    # ONE PROGRAM: init and all steps (the usual case)
+    if state is None and checkpoint_dir is None:
+        run_id = _register_progress(progress, 0) if progress else -1
+        state, history = _run(
+            data,
+            key,
+            run_id,
+            jnp.asarray(steps, jnp.int32),
+            model=model,
+            tx=tx,
+            loop=loop,
+            num_evals=steps // eval_every,
+            tail=steps % eval_every,
+        )
+        return state, _finish_progress(progress, run_id, state, history)
+
+    # SEGMENTS: continue a given state, or checkpoint every checkpoint_every steps
+    if state is None:
+        state = create_train_state(model, tx, data.x_train[:1], _split_key(key)[0])
+    total = jnp.asarray(state.step + steps, jnp.int32)
+    position, history = 0, None
+    if checkpoint_dir is not None:
+        checkpoint_dir = os.path.abspath(os.fspath(checkpoint_dir))
+        position, state, history = _resume(
+            checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key
+        )
+    first = 0 if isinstance(state.step, jax.core.Tracer) else int(state.step)
+    run_id = _register_progress(progress, first) if progress else -1
+    while position < steps:
+        end = steps
+        if checkpoint_every is not None:
+            end = min(steps, (position // checkpoint_every + 1) * checkpoint_every)
+        state, segment = _run_segment(
+            state,
+            data,
+            key,
+            run_id,
+            total,
+            loop=loop,
+            num_evals=(end - position) // eval_every,
+            tail=(end - position) % eval_every,
+        )
+        history = segment if history is None else _concat(history, segment)
+        position = end
+        if checkpoint_dir is not None and position % checkpoint_every == 0:
+            tree = {
+                "state": state,
+                "history": history,
+                "key": jax.random.key_data(key),
+                "config": _config_array(batch_size, eval_every, batch_mode),
+            }
+            checkpoint.save(checkpoint_dir, tree, step=position, keep=2)
+    return state, _finish_progress(progress, run_id, state, history)
+
+
+def _finish_progress(progress: Progress, run_id: int, state: TrainState, history: Any) -> Any:
+    """Waits for the last progress callbacks, then closes the bar if it is still open."""
+    if progress:
+        # The callback of the last step closes the bar; wait for it so that what is
+        # printed after fit returns comes after the bar. (Under jit nothing ran yet.)
+        jax.effects_barrier()
+        if not isinstance(state.step, jax.core.Tracer) and run_id in _PROGRESS:
+            _PROGRESS[run_id].close()
+    return history
+
+
+def _concat(a: dict[str, Array], b: dict[str, Array]) -> dict[str, Array]:
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b)
+
+
+def _resume(checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key):
+    """Restores the latest checkpoint at or before ``steps``; ``(0, state, None)`` if none."""
+    saved = checkpoint.all_steps(checkpoint_dir)
+    usable = [s for s in saved if s <= steps]
+    if saved and not usable:
+        raise ValueError(
+            f"checkpoint_dir {checkpoint_dir!r} holds checkpoints at steps {saved}, all after "
+            f"steps={steps}; use a larger steps or another directory"
+        )
+    if not usable:
+        return 0, state, None
+    step = usable[-1]
+    classification = _is_classification(data.y_train)
+    like = {
+        "state": state,
+        "history": _history_like(step // eval_every, classification, data.n_test > 0),
+        "key": jax.random.key_data(key),
+        "config": _config_array(batch_size, eval_every, batch_mode),
+    }
+    restored = checkpoint.restore(checkpoint_dir, like=like, step=step)
+    if not np.array_equal(restored["key"], like["key"]):
+        raise ValueError(
+            f"checkpoint_dir {checkpoint_dir!r} was written by a run with another key; "
+            "use the same key to resume or another directory"
+        )
+    if not np.array_equal(restored["config"], like["config"]):
+        saved_config = dict(
+            zip(("batch_size", "eval_every", "batch_mode"), restored["config"].tolist())
+        )
+        saved_config["batch_mode"] = BATCH_MODES[saved_config["batch_mode"]]
+        raise ValueError(
+            f"checkpoint_dir {checkpoint_dir!r} was written with {saved_config}; resume with "
+            "the same batch_size, eval_every and batch_mode or use another directory"
+        )
+    history = {k: jnp.asarray(v) for k, v in restored["history"].items()}
+    return step, restored["state"], history
