@@ -1,0 +1,58 @@
+"""Compression as optax transforms: pruning, quantization, weight sharing, gradient compression.
+
+Weight compression (``prune``, ``quantize``, ``share_weights``) goes in ``optax.chain`` **after**
+the optimizer: each receives the optimizer's update :math:`u` and the params :math:`\\theta` and
+emits :math:`u'` such that :math:`\\theta + u'` is the compressed weight. By default they act on
+leaves with ``ndim >= 2`` (kernels), never on biases or normalization scales.
+
+Gradient compression (``topk``, ``sign``, ``qsgd``, ``powersgd``) goes **before** the optimizer.
+"""
+
+from jopt.compress.gradients import (
+    PowersgdState,
+    QsgdState,
+    SignState,
+    TopkState,
+    powersgd,
+    qsgd,
+    sign,
+    topk,
+)
+from jopt.compress.prune import PruneState, gradual, prune, sparsity, sparsity_jnp
+from jopt.compress.quantize import (
+    QuantizedArray,
+    QuantizedParams,
+    QuantizeState,
+    fake_quantize,
+    quantize,
+    quantize_params,
+)
+from jopt.compress.report import size_report
+from jopt.compress.share import ShareState, kmeans, share_nbytes, share_weights
+
+__all__ = [
+    "PowersgdState",
+    "PruneState",
+    "QsgdState",
+    "QuantizeState",
+    "QuantizedArray",
+    "QuantizedParams",
+    "ShareState",
+    "SignState",
+    "TopkState",
+    "fake_quantize",
+    "gradual",
+    "kmeans",
+    "powersgd",
+    "prune",
+    "qsgd",
+    "quantize",
+    "quantize_params",
+    "share_nbytes",
+    "share_weights",
+    "sign",
+    "size_report",
+    "sparsity",
+    "sparsity_jnp",
+    "topk",
+]

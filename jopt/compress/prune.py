@@ -1,0 +1,428 @@
+r"""Magnitude pruning with an exact, traceable sparsity, and the Zhu & Gupta schedule.
+
+``prune`` goes in ``optax.chain`` **after** the optimizer. It receives the optimizer's update
+:math:`u` and the params :math:`\theta` and emits :math:`u'` such that :math:`\theta + u'` is the
+pruned weight: kept weights get exactly :math:`\theta + u`, pruned ones exactly ``0.0``.
+
+By default only kernels (leaves with ``ndim >= 2``) are pruned; biases and normalization scales
+are left alone (``mask=`` overrides this).
+
+How the exact count stays traceable. The number of weights to prune is
+:math:`k = \operatorname{round}(s \cdot n)` (round half to even), an int32 computed from the
+sparsity :math:`s`, which may be a tracer (``jax.vmap`` over sparsities) or a schedule. The
+:math:`k`-th smallest score is found by a 31-step bisection over the bits of the float32 scores
+(non-negative floats order like their int32 bit patterns), so no shape depends on :math:`k`;
+ties at the threshold are broken by position, so exactly :math:`k` weights are pruned whatever
+the values. (A bisection rather than ``jnp.sort``: XLA's CPU sort of 15k floats takes ~3 ms,
+which would dwarf an optimizer step; the bisection is ~0.2 ms and gives the same threshold.)
+
+Masks live in the state. Pruned weights score below every kept weight, so when the sparsity
+only grows a pruned weight never comes back, and when it is unchanged the mask is unchanged;
+the selection therefore only runs (under ``lax.cond``) on the steps where :math:`k` differs from
+the number currently pruned. Under ``jax.vmap`` over the sparsity the ``cond`` becomes a select
+and the selection runs every step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jopt.hyperparams import Check, ScalarOrSchedule, in_unit_interval, stateful_transform
+
+__all__ = ["PruneState", "gradual", "prune", "sparsity", "sparsity_jnp"]
+
+Mask = Any | Callable[[optax.Params], Any] | None
+
+
+# --- shared helpers (also used by quantize.py and share.py) -------------------------------------
+
+
+def _kernels(params: optax.Params) -> Any:
+    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def _target_mask(mask: Mask, params: optax.Params) -> Any:
+    """The static bool pytree of leaves to compress: kernels unless ``mask`` says otherwise."""
+    if mask is None:
+        return _kernels(params)
+    resolved = mask(params) if callable(mask) else mask
+    return jax.tree.map(bool, resolved)
+
+
+def _needs_params(kind: str, params: Any) -> None:
+    if params is None:
+        raise ValueError(f"{kind} needs the params: call tx.update(updates, state, params).")
+
+
+# --- exact selection of the k smallest ----------------------------------------------------------
+
+
+def _keys(scores: jax.Array, kept: jax.Array) -> jax.Array:
+    """int32 keys ordered like the scores (>= 0); pruned weights get key 0, below all others."""
+    bits = lax.bitcast_convert_type(jnp.abs(scores).astype(jnp.float32), jnp.int32)
+    return jnp.where(kept, bits + 1, 0)
+
+
+def _kth_smallest(keys: jax.Array, k: jax.Array) -> jax.Array:
+    """The k-th smallest key (1-based) by bisection over its 31 value bits; 0 when k == 0."""
+
+    def body(i, prefix):
+        candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - i)
+        below = jnp.sum(keys < candidate, dtype=jnp.int32)
+        return jnp.where(below < k, candidate, prefix)
+
+    return lax.fori_loop(0, 31, body, jnp.int32(0))
+
+
+def _keep_all_but_k_smallest(keys: jax.Array, k: jax.Array) -> jax.Array:
+    """Bool mask (flat) that drops exactly the k smallest keys, ties broken by position."""
+    threshold = _kth_smallest(keys, k)
+    below = keys < threshold
+    tied = keys == threshold
+    wanted = k - jnp.sum(below, dtype=jnp.int32)  # how many of the ties at the threshold to drop
+    drop = below | (tied & (jnp.cumsum(tied, dtype=jnp.int32) <= wanted))
+    return ~drop
+
+
+def _n_m_keep(scores: jax.Array, kept: jax.Array, n: int, m: int) -> jax.Array:
+    """Keeps the n largest of every m consecutive entries along axis -2 (ties by position)."""
+    keys = _keys(scores, kept)
+    moved = jnp.moveaxis(keys, -2, -1)
+    groups = moved.reshape((*moved.shape[:-1], moved.shape[-1] // m, m))
+    order = jnp.argsort(-groups, axis=-1, stable=True)  # largest first, earlier index first
+    rank = jnp.argsort(order, axis=-1, stable=True)
+    keep = (rank < n).reshape(moved.shape)
+    return jnp.moveaxis(keep, -1, -2)
+
+
+# --- the transform --------------------------------------------------------------------------------
+
+
+class PruneState(NamedTuple):
+    """Inner state of ``prune`` (inside ``jopt.HyperparamState.inner``).
+
+    Attributes:
+      masks: bool pytree like the params; True where a weight is kept (a scalar True for leaves
+        that are not pruned).
+      pruned: int32 vector, the number of weights currently pruned in each pruned leaf.
+    """
+
+    masks: Any
+    pruned: jax.Array
+
+
+def _parse_structure(structure: str | None) -> tuple[int, int] | None:
+    if structure is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(structure))
+    if match is None:
+        raise ValueError(f"prune: structure must be None or 'n:m' (e.g. '2:4'), got {structure!r}.")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 0 < n < m:
+        raise ValueError(f"prune: structure 'n:m' needs 0 < n < m, got {structure!r}.")
+    return n, m
+
+
+def prune(
+    sparsity: ScalarOrSchedule | None,
+    scope: str = "global",
+    structure: str | None = None,
+    criterion: str = "magnitude",
+    mask: Mask = None,
+    *,
+    name: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Magnitude pruning to an exact sparsity; pruned weights stay exactly zero.
+
+    Place it after the optimizer. With :math:`w = \theta + u` the weights the optimizer's update
+    would give, :math:`M_{t-1}` the mask in the state and :math:`s_t` the sparsity:
+
+    .. math::
+      \sigma &= \begin{cases} |w| & \text{criterion="magnitude"} \\
+                              |w \odot u| & \text{criterion="saliency"} \end{cases} \\
+      M_t &= M_{t-1} \setminus \{\text{the } k_t - |\lnot M_{t-1}| \text{ kept weights of
+             smallest } \sigma\}, \qquad k_t = \operatorname{round}(s_t\, n) \\
+      u'_t &= \begin{cases} u & M_t \\ -\theta & \lnot M_t \end{cases}
+      \quad\text{so}\quad \theta + u' = M_t \odot w
+
+    (If :math:`s_t` decreases, the :math:`|\lnot M_{t-1}| - k_t` pruned weights of lowest index
+    are released and restart from :math:`0 + u`.) With ``scope="global"``, :math:`n` counts the
+    weights of all pruned leaves together and one threshold is shared; with ``"layer"`` each leaf
+    is pruned to :math:`s_t` separately. Exactly :math:`k_t` weights are zero by the mask after
+    every update, also when :math:`s_t` is a tracer.
+
+    ``criterion="saliency"`` is the first-order Taylor estimate of the loss change
+    :math:`|w \cdot g|`, where :math:`g` is the update this transform receives (the optimizer's
+    output: :math:`-\alpha\nabla L` after ``jopt.sgd``, a preconditioned step after Adam), so
+    the score is proportional to the classic :math:`|w \cdot \nabla L|` only after plain SGD.
+
+    ``structure="n:m"`` keeps the ``n`` largest of every ``m`` consecutive weights along axis -2
+    (the input axis of a flax kernel, whose size must be a multiple of ``m``): the 2:4 pattern of
+    sparse tensor cores. The sparsity is then ``1 - n/m`` and ``sparsity`` must be None or equal
+    to it; ``scope`` is ignored.
+
+    Args:
+      sparsity: :math:`s` in [0, 1), a float, JAX scalar (tracer under ``vmap``) or schedule
+        ``count -> value`` (e.g. ``jopt.compress.gradual(...)``). None with ``structure``.
+      scope: ``"global"`` (one threshold over all pruned leaves) or ``"layer"`` (per leaf).
+      structure: None (unstructured) or ``"n:m"`` with ``0 < n < m`` (static).
+      criterion: ``"magnitude"`` or ``"saliency"`` (static).
+      mask: which leaves to prune: a bool pytree or ``params -> bool pytree`` (static); default
+        the leaves with ``ndim >= 2``.
+      name: optional label for ``jopt.hparams``.
+
+    Returns:
+      An optax ``GradientTransformationExtraArgs`` holding ``sparsity`` in its state and the masks
+      in ``state.inner`` (a ``PruneState``).
+
+    Raises:
+      ValueError: a sparsity outside [0, 1), an unknown ``scope`` or ``criterion``, a malformed
+        ``structure``, or (at ``init``) a kernel whose axis -2 is not a multiple of ``m``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jopt
+      >>> from jopt.compress import prune, sparsity
+      >>> params = {"kernel": jnp.arange(1.0, 11.0).reshape(5, 2), "bias": jnp.ones(2)}
+      >>> tx = optax.chain(jopt.sgd(0.1), prune(0.6))
+      >>> state = tx.init(params)
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> updates, state = tx.update(grads, state, params)
+      >>> params = optax.apply_updates(params, updates)
+      >>> params["kernel"]
+      Array([[0. , 0. ],
+             [0. , 0. ],
+             [0. , 0. ],
+             [6.9, 7.9],
+             [8.9, 9.9]], dtype=float32)
+      >>> print(sparsity(params), params["bias"])
+      0.6 [0.9 0.9]
+
+    References:
+      Han et al., `Learning both Weights and Connections for Efficient Neural Networks
+      <https://arxiv.org/abs/1506.02626>`_, 2015. Zhu & Gupta, `To prune, or not to prune
+      <https://arxiv.org/abs/1710.01878>`_, 2017. Mishra et al., `Accelerating Sparse Deep
+      Neural Networks <https://arxiv.org/abs/2104.08378>`_, 2021 (2:4).
+    """
+    if scope not in ("global", "layer"):
+        raise ValueError(f"prune: scope must be 'global' or 'layer', got {scope!r}.")
+    if criterion not in ("magnitude", "saliency"):
+        raise ValueError(f"prune: criterion must be 'magnitude' or 'saliency', got {criterion!r}.")
+    n_m = _parse_structure(structure)
+    if n_m is None and sparsity is None:
+        raise ValueError("prune: sparsity must be a value in [0, 1) or a schedule, got None.")
+    if n_m is not None:
+        implied = 1.0 - n_m[0] / n_m[1]
+        if sparsity is not None and not (
+            isinstance(sparsity, (int, float)) and np.isclose(sparsity, implied)
+        ):
+            raise ValueError(
+                f"prune: with structure={structure!r} the sparsity is {implied:g}; pass "
+                f"sparsity=None (got {sparsity!r})."
+            )
+        hyperparams, checks = {}, {}
+    else:
+        hyperparams = {"sparsity": sparsity}
+        checks: dict[str, Check] = {"sparsity": in_unit_interval()}
+
+    def leaves_of(params):
+        targets = _target_mask(mask, params)
+        leaves, treedef = jax.tree.flatten(params)
+        on = jax.tree.leaves(targets)
+        if len(on) != len(leaves):
+            raise ValueError("prune: mask must have the same structure as the params.")
+        return leaves, treedef, on
+
+    def init(params, hp):
+        del hp
+        leaves, treedef, on = leaves_of(params)
+        for leaf, flag in zip(leaves, on):
+            if not flag or n_m is None:
+                continue
+            if jnp.ndim(leaf) < 2 or leaf.shape[-2] % n_m[1]:
+                raise ValueError(
+                    f"prune: structure={structure!r} needs axis -2 of every pruned leaf to be a "
+                    f"multiple of {n_m[1]}, got a leaf of shape {jnp.shape(leaf)}."
+                )
+        masks = [
+            jnp.ones(jnp.shape(leaf), bool) if flag else jnp.ones((), bool)
+            for leaf, flag in zip(leaves, on)
+        ]
+        pruned = jnp.zeros((sum(on),), jnp.int32)
+        return PruneState(masks=jax.tree.unflatten(treedef, masks), pruned=pruned)
+
+    def update(updates, state, params, hp):
+        _needs_params("prune", params)
+        leaves, treedef, on = leaves_of(params)
+        ups = treedef.flatten_up_to(updates)
+        masks = treedef.flatten_up_to(state.masks)
+        idx = [i for i, flag in enumerate(on) if flag]
+        if not idx:
+            return updates, state
+        ws = [leaves[i] + ups[i] for i in idx]
+        scores = [
+            jnp.abs(w * ups[i]) if criterion == "saliency" else jnp.abs(w) for w, i in zip(ws, idx)
+        ]
+        old = [masks[i] for i in idx]
+        sizes = np.array([w.size for w in ws])
+
+        if n_m is not None:
+            target = jnp.asarray(sizes * (n_m[1] - n_m[0]) // n_m[1], jnp.int32)
+        elif scope == "layer":
+            target = jnp.round(hp["sparsity"] * sizes).astype(jnp.int32)
+        else:
+            total = jnp.round(hp["sparsity"] * sizes.sum()).astype(jnp.int32)
+
+        def select(_):
+            if n_m is not None:
+                new = [_n_m_keep(s, m, *n_m) & m for s, m in zip(scores, old)]
+            elif scope == "layer":
+                new = [
+                    _keep_all_but_k_smallest(_keys(s, m).ravel(), target[j]).reshape(s.shape)
+                    for j, (s, m) in enumerate(zip(scores, old))
+                ]
+            else:
+                keys = jnp.concatenate([_keys(s, m).ravel() for s, m in zip(scores, old)])
+                flat = _keep_all_but_k_smallest(keys, total)
+                cuts = np.cumsum(sizes)[:-1].tolist()
+                new = [f.reshape(s.shape) for f, s in zip(jnp.split(flat, cuts), scores)]
+            return new
+
+        if n_m is not None or scope == "layer":
+            changed = jnp.any(state.pruned != target)
+        else:
+            changed = jnp.sum(state.pruned) != total
+        new = lax.cond(changed, select, lambda _: old, None)
+
+        out, new_masks = list(ups), list(masks)
+        for j, i in enumerate(idx):
+            out[i] = jnp.where(new[j], ups[i], -leaves[i])
+            new_masks[i] = new[j]
+        pruned = jnp.stack([jnp.sum(~m, dtype=jnp.int32) for m in new])
+        new_state = PruneState(masks=jax.tree.unflatten(treedef, new_masks), pruned=pruned)
+        return jax.tree.unflatten(treedef, out), new_state
+
+    return stateful_transform("prune", init, update, hyperparams, checks, name=name)
+
+
+# --- schedule and measurement ---------------------------------------------------------------------
+
+
+def _check_fraction(name: str, value: Any) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"gradual: {name} must be in [0, 1), got {value!r}.")
+
+
+def gradual(
+    final_sparsity: float | jax.Array,
+    begin_step: int | jax.Array,
+    end_step: int | jax.Array,
+    every: int | jax.Array,
+    initial_sparsity: float | jax.Array = 0.0,
+) -> Callable[[jax.Array], jax.Array]:
+    r"""Zhu & Gupta's cubic sparsity schedule ``step -> sparsity``, for ``prune(sparsity=...)``.
+
+    With :math:`s_i, s_f` = ``initial_sparsity``, ``final_sparsity``, :math:`t_0` =
+    ``begin_step``, :math:`t_0 + n\Delta t` = ``end_step`` and :math:`\Delta t` = ``every``, the
+    sparsity changes only every :math:`\Delta t` steps:
+
+    .. math::
+      s_t = \begin{cases}
+        s_i & t < t_0 \\
+        s_f + (s_i - s_f)\left(1 - \frac{\tau - t_0}{n \Delta t}\right)^3,
+          \ \tau = t_0 + \Delta t \left\lfloor \frac{t - t_0}{\Delta t} \right\rfloor
+          & t_0 \le t < t_0 + n\Delta t \\
+        s_f & t \ge t_0 + n\Delta t
+      \end{cases}
+
+    Every argument may be a JAX scalar (a tracer under ``vmap``); range checks run on concrete
+    values only.
+
+    Args:
+      final_sparsity: :math:`s_f` in [0, 1).
+      begin_step: :math:`t_0` >= 0, the first step of pruning.
+      end_step: the step from which :math:`s_f` holds; > ``begin_step``.
+      every: :math:`\Delta t` >= 1, the pruning frequency in steps.
+      initial_sparsity: :math:`s_i` in [0, 1).
+
+    Returns:
+      A schedule ``step -> float32 sparsity``.
+
+    Examples:
+      >>> from jopt.compress import gradual
+      >>> schedule = gradual(0.9, begin_step=100, end_step=1100, every=100)
+      >>> [round(float(schedule(t)), 4) for t in (0, 100, 199, 200, 600, 1099, 5000)]
+      [0.0, 0.0, 0.0, 0.2439, 0.7875, 0.8991, 0.9]
+
+    References:
+      Zhu & Gupta, `To prune, or not to prune: exploring the efficacy of pruning for model
+      compression <https://arxiv.org/abs/1710.01878>`_, 2017.
+    """
+    _check_fraction("final_sparsity", final_sparsity)
+    _check_fraction("initial_sparsity", initial_sparsity)
+    concrete = lambda v: not isinstance(v, jax.core.Tracer)
+    if concrete(every) and not float(every) >= 1:
+        raise ValueError(f"gradual: every must be >= 1, got {every!r}.")
+    if concrete(begin_step) and not float(begin_step) >= 0:
+        raise ValueError(f"gradual: begin_step must be >= 0, got {begin_step!r}.")
+    if concrete(begin_step) and concrete(end_step) and not float(end_step) > float(begin_step):
+        raise ValueError(
+            f"gradual: end_step must be > begin_step, got end_step={end_step!r}, "
+            f"begin_step={begin_step!r}."
+        )
+
+    def schedule(step):
+        f32 = lambda v: jnp.asarray(v, jnp.float32)
+        t, t0, t1, dt = f32(step), f32(begin_step), f32(end_step), f32(every)
+        s_i, s_f = f32(initial_sparsity), f32(final_sparsity)
+        tau = t0 + dt * jnp.floor((t - t0) / dt)
+        progress = jnp.clip((tau - t0) / (t1 - t0), 0.0, 1.0)
+        value = s_f + (s_i - s_f) * (1.0 - progress) ** 3
+        return jnp.where(t < t0, s_i, jnp.where(t >= t1, s_f, value))
+
+    return schedule
+
+
+def sparsity_jnp(params: optax.Params, mask: Mask = None) -> jax.Array:
+    """The exact-zero fraction over the compressed leaves, as a float32 JAX scalar (jit-safe).
+
+    Args:
+      params: a pytree of arrays.
+      mask: which leaves count (as in ``prune``); default those with ``ndim >= 2``.
+
+    Returns:
+      A float32 scalar; 0.0 when no leaf counts.
+    """
+    targets = jax.tree.leaves(_target_mask(mask, params))
+    leaves = [p for p, on in zip(jax.tree.leaves(params), targets) if on]
+    total = sum(int(np.prod(jnp.shape(p))) for p in leaves)
+    if total == 0:
+        return jnp.zeros([], jnp.float32)
+    zeros = sum(jnp.sum(p == 0, dtype=jnp.int32) for p in leaves)
+    return (zeros / total).astype(jnp.float32)
+
+
+def sparsity(params: optax.Params, mask: Mask = None) -> float:
+    """The exact-zero fraction over leaves with ``ndim >= 2``, as a Python float.
+
+    Not usable under ``jit`` (it returns a concrete float); use ``sparsity_jnp`` there.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.compress import sparsity
+      >>> sparsity({"kernel": jnp.array([[0.0, 1.0], [0.0, 0.0]]), "bias": jnp.zeros(2)})
+      0.75
+    """
+    targets = jax.tree.leaves(_target_mask(mask, params))
+    leaves = [np.asarray(p) for p, on in zip(jax.tree.leaves(params), targets) if on]
+    total = sum(p.size for p in leaves)
+    return float(sum(int(np.sum(p == 0)) for p in leaves) / total) if total else 0.0

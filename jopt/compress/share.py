@@ -1,0 +1,225 @@
+r"""Weight sharing (Deep Compression): per-layer k-means, then fine-tuning of the centroids.
+
+``share_weights`` goes in ``optax.chain`` **after** the optimizer. At ``init`` the weights of each
+compressed leaf are clustered by 1-D k-means (``kmeans``) with centroids initialized linearly
+over ``[min, max]`` of the leaf, the initialization Han et al. found best. From then on each
+weight is :math:`c_{a_i}`: the assignments :math:`a` are fixed, and the centroids are trained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jopt.compress.prune import Mask, _needs_params, _target_mask
+from jopt.hyperparams import stateful_transform
+
+__all__ = ["ShareState", "kmeans", "share_nbytes", "share_weights"]
+
+
+def kmeans(x: jax.Array, clusters: int, iterations: int = 20) -> tuple[jax.Array, jax.Array]:
+    r"""1-D k-means (Lloyd's algorithm) with linear initialization, in JAX.
+
+    .. math::
+      c^{(0)}_j = \min x + \frac{j}{k-1}(\max x - \min x), \qquad
+      a_i = \arg\min_j |x_i - c_j|, \qquad
+      c_j \leftarrow \operatorname{mean}\{x_i : a_i = j\}
+
+    for a fixed number of iterations (``lax.fori_loop``, so it jits); an empty cluster keeps its
+    centroid. Memory is :math:`O(n k)` (the distance matrix).
+
+    Args:
+      x: an array of any shape (flattened).
+      clusters: :math:`k` >= 2, a Python int (static: it is the shape of the centroids).
+      iterations: Lloyd iterations, a Python int >= 0.
+
+    Returns:
+      ``(centroids, assignments)``: float32 ``(clusters,)`` and int32 of ``x.shape``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.compress import kmeans
+      >>> centroids, assignments = kmeans(jnp.array([0.0, 0.1, 2.4, 2.8, 5.0]), clusters=3)
+      >>> centroids, assignments
+      (Array([0.05, 2.6 , 5.  ], dtype=float32), Array([0, 0, 1, 1, 2], dtype=int32))
+    """
+    _check_clusters("kmeans", clusters)
+    flat = jnp.ravel(jnp.asarray(x, jnp.float32))
+
+    def assign(centroids):
+        return jnp.argmin(jnp.abs(flat[:, None] - centroids[None, :]), axis=1).astype(jnp.int32)
+
+    def lloyd(_, centroids):
+        a = assign(centroids)
+        sums = jax.ops.segment_sum(flat, a, num_segments=clusters)
+        counts = jax.ops.segment_sum(jnp.ones_like(flat), a, num_segments=clusters)
+        return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), centroids)
+
+    initial = jnp.linspace(flat.min(), flat.max(), clusters, dtype=jnp.float32)
+    centroids = lax.fori_loop(0, int(iterations), lloyd, initial)
+    return centroids, assign(centroids).reshape(jnp.shape(x))
+
+
+def _check_clusters(kind: str, clusters: Any) -> None:
+    if isinstance(clusters, bool) or not isinstance(clusters, (int, np.integer)) or clusters < 2:
+        raise ValueError(
+            f"{kind}: clusters must be a Python int >= 2 (it is a shape, so it is static), "
+            f"got {clusters!r}."
+        )
+
+
+def _short(x: jax.Array) -> jax.Array:
+    """Rounds to a 16-bit mantissa, so that c_new - c_old and theta + (c - theta) are exact."""
+    fraction, exponent = jnp.frexp(x)
+    return jnp.ldexp(jnp.round(jnp.ldexp(fraction, 16)), exponent - 16)
+
+
+class ShareState(NamedTuple):
+    """Inner state of ``share_weights`` (scalar placeholders for leaves that are not shared).
+
+    Attributes:
+      centroids: per leaf, the float32 codebook ``(clusters,)``.
+      assignments: per leaf, int32 cluster indices of the leaf's shape (fixed after ``init``).
+    """
+
+    centroids: Any
+    assignments: Any
+
+
+def share_weights(
+    clusters: int, mask: Mask = None, iterations: int = 20, *, name: str | None = None
+) -> optax.GradientTransformationExtraArgs:
+    r"""Weight sharing by k-means with centroid fine-tuning (Han et al., Deep Compression).
+
+    Place it after the optimizer. ``init`` clusters each compressed leaf (``kmeans``:
+    centroids :math:`c`, assignments :math:`a`). Each update sums the incoming update :math:`u`
+    of the weights of each cluster and adds it to the centroid:
+
+    .. math::
+      c_j \leftarrow c_j + \sum_{i:\, a_i = j} u_i, \qquad
+      u'_i = c_{a_i} - \theta_i \quad\text{so}\quad \theta + u' = c_a
+
+    :math:`u` is the optimizer's output: after ``jopt.sgd(lr)`` it is :math:`-lr\, g`, so this is
+    exactly the paper's :math:`c_j \leftarrow c_j - lr \sum_{a_i = j} g_i` (the gradient of the
+    loss with respect to a shared centroid is the sum of its weights' gradients); after a
+    stateful optimizer (Adam), its per-weight steps are summed instead. The assignments are fixed
+    after ``init``, as in the paper (re-clustering would move weights between codebook entries).
+    The params are on the codebook from the first update (``init`` cannot change the params).
+
+    .. warning::
+      :math:`\theta + u'` is computed in float32 by ``optax.apply_updates``. The centroids are
+      kept rounded to a 16-bit mantissa (a relative change below :math:`2^{-16}`), so that from
+      params on the codebook :math:`\theta + u' = c_a` exactly, however far a centroid moves
+      (unless it changes by more than 128x in one step). The first update starts from unshared
+      weights; a weight of the opposite sign to its centroid may then land one ulp off it,
+      until the second update.
+
+    ``clusters`` is a Python int: it is the shape of the codebook, so it cannot be a tracer or
+    a schedule, and this transform has no numeric hyperparameters in its state.
+
+    Args:
+      clusters: :math:`k` >= 2 codebook entries per leaf (static).
+      mask: which leaves to share (a bool pytree or ``params -> bool pytree``, static);
+        default the leaves with ``ndim >= 2``.
+      iterations: k-means iterations at ``init`` (static).
+      name: optional label for ``jopt.hparams``.
+
+    Returns:
+      An optax ``GradientTransformationExtraArgs`` with a ``ShareState`` in ``state.inner``.
+
+    Raises:
+      ValueError: ``clusters`` not an int >= 2.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax, jopt
+      >>> from jopt.compress import share_weights
+      >>> params = {"kernel": jax.random.normal(jax.random.PRNGKey(0), (40, 10)),
+      ...           "bias": jnp.zeros(10)}
+      >>> tx = optax.chain(jopt.sgd(1e-3), share_weights(clusters=4))
+      >>> state = tx.init(params)
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> np.unique(params["kernel"]).size
+      4
+
+    References:
+      Han, Mao & Dally, `Deep Compression: Compressing Deep Neural Networks with Pruning,
+      Trained Quantization and Huffman Coding <https://arxiv.org/abs/1510.00149>`_, 2016.
+    """
+    _check_clusters("share_weights", clusters)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"share_weights: iterations must be an int >= 0, got {iterations!r}.")
+
+    def init(params, hp):
+        del hp
+        targets = _target_mask(mask, params)
+
+        def cluster(p):
+            centroids, assignments = kmeans(p, clusters, iterations)
+            return _short(centroids), assignments
+
+        pairs = jax.tree.map(
+            lambda p, on: (
+                cluster(p) if on else (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+            ),
+            params,
+            targets,
+        )
+        is_pair = lambda x: isinstance(x, tuple)
+        return ShareState(
+            centroids=jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair),
+            assignments=jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair),
+        )
+
+    def update(updates, state, params, hp):
+        del hp
+        _needs_params("share_weights", params)
+        targets = _target_mask(mask, params)
+
+        def one(u, p, c, a, on):
+            if not on:
+                return u, c
+            summed = jax.ops.segment_sum(
+                jnp.ravel(u).astype(jnp.float32), jnp.ravel(a), num_segments=clusters
+            )
+            c = _short(c + summed)
+            return c[a].astype(p.dtype) - p, c
+
+        pairs = jax.tree.map(one, updates, params, state.centroids, state.assignments, targets)
+        is_pair = lambda x: isinstance(x, tuple)
+        new_updates = jax.tree.map(lambda pair: pair[0], pairs, is_leaf=is_pair)
+        centroids = jax.tree.map(lambda pair: pair[1], pairs, is_leaf=is_pair)
+        return new_updates, ShareState(centroids=centroids, assignments=state.assignments)
+
+    return stateful_transform("share_weights", init, update, {}, {}, name=name)
+
+
+def share_nbytes(params: optax.Params, clusters: int, mask: Mask = None) -> int:
+    r"""Bytes to store ``params`` with shared weights: indices + codebook per leaf.
+
+    Each shared leaf of :math:`n` weights costs :math:`\lceil n \lceil\log_2 k\rceil / 8\rceil`
+    bytes of packed indices plus a float32 codebook of :math:`4k` bytes; other leaves cost
+    float32 (4 bytes per entry).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.compress import share_nbytes
+      >>> share_nbytes({"kernel": jnp.zeros((100, 100)), "bias": jnp.zeros(100)}, clusters=16)
+      5464
+    """
+    _check_clusters("share_nbytes", clusters)
+    index_bits = math.ceil(math.log2(clusters))
+    targets = jax.tree.leaves(_target_mask(mask, params))
+    total = 0
+    for leaf, on in zip(jax.tree.leaves(params), targets):
+        n = int(np.prod(jnp.shape(leaf)))
+        total += math.ceil(n * index_bits / 8) + 4 * clusters if on else 4 * n
+    return total

@@ -1,0 +1,269 @@
+"""jopt.compress.prune: exact sparsity (also traced and scheduled), frozen zeros, N:M, gradual."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jopt
+from jopt.compress import gradual, prune, sparsity, sparsity_jnp
+
+SHAPES = {"dense_0": (40, 100), "dense_1": (100, 100), "dense_2": (100, 12)}
+
+
+def make_params(key=0):
+    params = {}
+    for i, (name, shape) in enumerate(SHAPES.items()):
+        k1, k2 = jax.random.split(jax.random.PRNGKey(key * 10 + i))
+        params[name] = {
+            "kernel": jax.random.normal(k1, shape),
+            "bias": jax.random.normal(k2, shape[-1:]),
+        }
+    return params
+
+
+def random_like(params, key):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(key), len(leaves))
+    return jax.tree.unflatten(
+        treedef, [0.1 * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves)]
+    )
+
+
+def kernels(params):
+    return [params[name]["kernel"] for name in SHAPES]
+
+
+def n_zeros(x):
+    return int(np.sum(np.asarray(x) == 0.0))
+
+
+def expected_k(s, n):
+    return int(np.round(np.float32(s) * np.float32(n)))
+
+
+N_TOTAL = sum(int(np.prod(s)) for s in SHAPES.values())
+
+
+def one_step(tx, params, updates):
+    new_updates, state = tx.update(updates, tx.init(params), params)
+    return optax.apply_updates(params, new_updates), state
+
+
+def test_global_sparsity_exact():
+    params, updates = make_params(), random_like(make_params(), 1)
+    run = jax.jit(lambda s: one_step(prune(s), params, updates)[0])  # s traced: one compile
+    would_be = optax.apply_updates(params, updates)
+    for s in [0.0, 0.3, 0.5, 0.8, 0.97]:
+        new = run(s)
+        assert sum(n_zeros(k) for k in kernels(new)) == expected_k(s, N_TOTAL)
+        assert sparsity(new) == pytest.approx(expected_k(s, N_TOTAL) / N_TOTAL, abs=1e-12)
+        # global: one threshold, every kept magnitude >= every pruned would-be magnitude
+        pruned = [np.abs(w)[k == 0] for w, k in zip(kernels(would_be), kernels(new))]
+        kept = np.concatenate([np.abs(k)[k != 0] for k in kernels(new)])
+        if s > 0:
+            assert np.concatenate(pruned).max() <= kept.min()
+
+
+def test_layer_sparsity_exact():
+    params, updates = make_params(), random_like(make_params(), 2)
+    run = jax.jit(lambda s: one_step(prune(s, scope="layer"), params, updates)[0])
+    for s in [0.25, 0.6, 0.9]:
+        for k in kernels(run(s)):
+            assert n_zeros(k) == expected_k(s, k.size)
+
+
+def test_ties_and_zeros_do_not_change_the_count():
+    params = {"kernel": jnp.ones((8, 10)).at[:, :3].set(0.0), "bias": jnp.zeros(10)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    run = jax.jit(lambda s: one_step(prune(s), params, zeros))
+    for s in (0.1, 0.3, 0.55, 0.9):
+        new, state = run(s)
+        pruned = ~np.asarray(state.inner.masks["kernel"])
+        assert pruned.sum() == expected_k(s, 80)  # exactly k pruned by the mask ...
+        assert np.all(np.asarray(new["kernel"])[pruned] == 0.0)
+        assert n_zeros(new["kernel"]) == max(expected_k(s, 80), 24)  # ... zeros first
+
+
+def test_traced_sparsity_under_vmap_each_member_exact():
+    params, updates = make_params(), random_like(make_params(), 3)
+    sparsities = jnp.array([0.1, 0.45, 0.7, 0.93])
+
+    def run(s):
+        tx = prune(s, scope="layer")
+        return one_step(tx, params, updates)[0]
+
+    batched = jax.jit(jax.vmap(run))(sparsities)
+    for i, s in enumerate(np.asarray(sparsities)):
+        for k in kernels(batched):
+            assert n_zeros(k[i]) == expected_k(s, k[i].size)
+
+    def run_global(s):
+        return one_step(prune(s), params, updates)[0]
+
+    batched = jax.jit(jax.vmap(run_global))(sparsities)
+    for i, s in enumerate(np.asarray(sparsities)):
+        assert sum(n_zeros(k[i]) for k in kernels(batched)) == expected_k(s, N_TOTAL)
+
+
+def test_scheduled_sparsity_exact_every_step_and_monotone_masks():
+    schedule = gradual(0.9, begin_step=2, end_step=22, every=4)
+    tx = optax.chain(jopt.sgd(0.1), prune(schedule))
+    params = make_params()
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    previous = None
+    for t in range(30):
+        updates, state = step(random_like(params, 100 + t), state, params)
+        params = optax.apply_updates(params, updates)
+        zero = np.concatenate([np.asarray(k).ravel() == 0 for k in kernels(params)])
+        assert zero.sum() == expected_k(float(schedule(t)), N_TOTAL), t
+        if previous is not None:
+            assert np.all(zero[previous])  # pruned weights never come back
+        previous = zero
+    assert float(jopt.hparams(state)["sparsity"]) == pytest.approx(0.9)
+
+
+def test_zeros_stay_exactly_zero_and_biases_untouched():
+    tx = optax.chain(jopt.sgd(0.1), prune(0.8))
+    sgd = jopt.sgd(0.1)
+    params = make_params()
+    state, sgd_state = tx.init(params), sgd.init(params)
+
+    @jax.jit
+    def step(params, state, sgd_state, grads):
+        updates, state = tx.update(grads, state, params)
+        plain, sgd_state = sgd.update(grads, sgd_state, params)
+        return updates, plain, state, sgd_state
+
+    first = None
+    for t in range(50):
+        grads = random_like(params, 200 + t)
+        updates, plain, state, sgd_state = step(params, state, sgd_state, grads)
+        for name in SHAPES:
+            np.testing.assert_array_equal(updates[name]["bias"], plain[name]["bias"])
+        params = optax.apply_updates(params, updates)
+        zero = [np.asarray(k) == 0.0 for k in kernels(params)]
+        if first is None:
+            first = zero
+        for z0, z in zip(first, zero):
+            np.testing.assert_array_equal(z0, z)  # same mask, zeros exactly 0.0
+        assert sum(int(z.sum()) for z in zero) == expected_k(0.8, N_TOTAL)
+    assert float(sparsity_jnp(params)) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_set_hparams_raises_sparsity_without_recompiling():
+    tx = prune(0.5)
+    params, updates = make_params(), random_like(make_params(), 4)
+    traces = []
+
+    @jax.jit
+    def step(state, params):
+        traces.append(1)
+        new_updates, state = tx.update(updates, state, params)
+        return optax.apply_updates(params, new_updates), state
+
+    params, state = step(tx.init(params), params)
+    state = jopt.set_hparams(state, sparsity=0.75)
+    params, state = step(state, params)
+    assert len(traces) == 1
+    assert sum(n_zeros(k) for k in kernels(params)) == expected_k(0.75, N_TOTAL)
+
+
+@pytest.mark.parametrize("structure, n, m", [("2:4", 2, 4), ("1:4", 1, 4), ("3:5", 3, 5)])
+def test_n_m_pattern(structure, n, m):
+    params = {"a": {"kernel": jax.random.normal(jax.random.PRNGKey(0), (40, 100))}}
+    params["a"]["bias"] = jnp.ones(100)
+    updates = random_like(params, 5)
+    new, _ = one_step(prune(None, structure=structure), params, updates)
+    kernel = np.asarray(new["a"]["kernel"])
+    groups = kernel.reshape(40 // m, m, 100)  # consecutive entries along axis -2
+    np.testing.assert_array_equal((groups != 0).sum(axis=1), n)
+    would_be = np.abs(np.asarray(params["a"]["kernel"] + updates["a"]["kernel"]))
+    would_be = would_be.reshape(40 // m, m, 100)
+    kept_min = np.where(groups != 0, would_be, np.inf).min(axis=1)
+    pruned_max = np.where(groups == 0, would_be, -np.inf).max(axis=1)
+    assert np.all(kept_min >= pruned_max)
+    np.testing.assert_array_equal(new["a"]["bias"], params["a"]["bias"] + updates["a"]["bias"])
+    assert sparsity(new) == pytest.approx(1 - n / m)
+
+
+def test_gradual_matches_formula():
+    s_f, s_i, t0, t1, dt = 0.85, 0.1, 50, 1050, 100
+    schedule = jax.jit(gradual(s_f, t0, t1, dt, initial_sparsity=s_i))
+
+    def reference(t):
+        if t < t0:
+            return s_i
+        if t >= t1:
+            return s_f
+        tau = t0 + dt * ((t - t0) // dt)
+        return s_f + (s_i - s_f) * (1 - (tau - t0) / (t1 - t0)) ** 3
+
+    for t in [0, 49, 50, 51, 149, 150, 151, 333, 549, 550, 999, 1049, 1050, 1051, 9999]:
+        assert float(schedule(t)) == pytest.approx(reference(t), abs=1e-6), t
+    # traceable in its arguments too
+    finals = jax.vmap(lambda f: gradual(f, t0, t1, dt)(jnp.int32(550)))(jnp.array([0.5, 0.9]))
+    np.testing.assert_allclose(finals, [0.5 - 0.5 * 0.5**3, 0.9 - 0.9 * 0.5**3], rtol=1e-6)
+
+
+def test_saliency_prunes_by_weight_times_update():
+    params = {"kernel": jnp.array([[4.0, 3.0], [2.0, 1.0]])}
+    updates = {"kernel": jnp.array([[-1e-3, 1e-1], [1e-1, -1.0]])}
+    # would-be weights w = p + u; magnitude prunes the smallest |w|, saliency the smallest |w*u|
+    magnitude, _ = one_step(prune(0.5), params, updates)
+    saliency, _ = one_step(prune(0.5, criterion="saliency"), params, updates)
+    np.testing.assert_array_equal(np.asarray(magnitude["kernel"]) == 0, [[0, 0], [1, 1]])
+    # |w*u| = [0.004, 0.31, 0.21, 0.0] -> prune entries (0,0) and (1,1)
+    np.testing.assert_array_equal(np.asarray(saliency["kernel"]) == 0, [[1, 0], [0, 1]])
+
+
+def test_sparsity_counts_kernels_only():
+    params = {"k": jnp.array([[0.0, 1.0], [2.0, 0.0]]), "b": jnp.zeros(5)}
+    assert sparsity(params) == 0.5
+    assert float(jax.jit(sparsity_jnp)(params)) == 0.5
+    assert sparsity(params, mask={"k": True, "b": True}) == pytest.approx(7 / 9)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5])
+def test_bad_sparsity(bad):
+    with pytest.raises(ValueError, match=r"sparsity.*\[0, 1\)"):
+        prune(bad)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="scope"):
+        prune(0.5, scope="network")
+    with pytest.raises(ValueError, match="criterion"):
+        prune(0.5, criterion="random")
+    for bad in ("4:2", "2:2", "a:b", "2:4:8", "0:4", "2-4"):
+        with pytest.raises(ValueError, match="structure"):
+            prune(None, structure=bad)
+    with pytest.raises(ValueError, match="sparsity"):
+        prune(0.3, structure="2:4")
+    with pytest.raises(ValueError, match="multiple of 4"):
+        prune(None, structure="2:4").init({"kernel": jnp.ones((6, 3))})
+    with pytest.raises(ValueError, match="final_sparsity"):
+        gradual(1.0, 0, 10, 1)
+    with pytest.raises(ValueError, match="end_step"):
+        gradual(0.5, 10, 10, 1)
+
+
+def test_size_report_sparse_relative_index_and_bitmask():
+    from jopt.compress import size_report
+
+    kernel = np.zeros((1, 40), np.float32)
+    kernel[0, [0, 39]] = 1.5  # gaps 1 and 39: one filler zero bridges the 39 (> 2**5)
+    params = {"kernel": kernel, "bias": np.zeros(3, np.float32)}
+    report = size_report(params, sparse=True)
+    assert report["bytes_before"] == 4 * 43
+    assert report["bytes_after"] == math.ceil(3 * (32 + 5) / 8) + 12
+    bitmask = size_report(params, sparse=True, index="bitmask")
+    assert bitmask["bytes_after"] == math.ceil((2 * 32 + 40) / 8) + 12
+    assert report["nonzero_fraction"] == 2 / 40
+    assert size_report(params)["ratio"] == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        size_report(params, bits=4, clusters=16)
