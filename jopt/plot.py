@@ -1,0 +1,219 @@
+"""Standard pictures of a sweep: heatmaps, learning curves with seed bands, scatter plots.
+
+Each function draws on a matplotlib ``Axes`` (a new figure when ``ax`` is None) and returns the
+axes, so figures compose like any matplotlib code. matplotlib is an extra:
+``pip install jopt[plot]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jopt.sweep.result import SweepResult
+
+__all__ = ["curves", "heatmap", "scatter"]
+
+
+def _plt():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("jopt.plot needs matplotlib: pip install 'jopt[plot]'.") from error
+    return plt
+
+
+def _is_log(values: Sequence[float]) -> bool:
+    """Whether sorted distinct values are (roughly) geometrically spaced."""
+    values = np.asarray(sorted(set(values)), float)
+    if len(values) < 3 or np.any(values <= 0):
+        return False
+    log_ratios = np.log(values[1:] / values[:-1])
+    return bool(np.ptp(log_ratios) < 0.1 * log_ratios.mean())
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def heatmap(
+    result: SweepResult,
+    x: str,
+    y: str,
+    metric: str,
+    *,
+    mode: str = "max",
+    where: dict[str, Any] | None = None,
+    ax=None,
+    cmap: str = "viridis",
+    annotate: bool = True,
+    title: str | None = None,
+):
+    """Seed-mean ``metric`` over a grid of two hyperparameters.
+
+    Cells are laid out by the distinct values of ``x`` and ``y`` (log-spaced values are evenly
+    spaced, as on a log axis), the best cell is outlined, cells with a diverged seed are
+    hatched, and a colour bar is added.
+
+    Args:
+      result: a ``SweepResult`` of a grid.
+      x, y: hyperparameter names for the columns and rows.
+      metric: a scalar metric (a curve is read at its last entry).
+      mode: ``"max"`` or ``"min"``: which cell is best.
+      where: fix the other hyperparameters, e.g. ``{"nesterov": True}``.
+      ax: matplotlib axes to draw on.
+      cmap: colour map.
+      annotate: write the values in the cells.
+      title: axes title (default: the metric).
+
+    Returns:
+      The matplotlib axes.
+    """
+    plt = _plt()
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    for name in (x, y):
+        if name not in result.configs[0]:
+            raise ValueError(f"unknown hyperparameter {name!r}; known: {list(result.configs[0])}.")
+    keep = [
+        i
+        for i, c in enumerate(result.configs)
+        if all(c.get(k) == v for k, v in (where or {}).items())
+    ]
+    xs = sorted({result.configs[i][x] for i in keep})
+    ys = sorted({result.configs[i][y] for i in keep})
+    value = result._scalar(metric)
+    mean = np.where(result.diverged, np.nan, value).mean(axis=1)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    diverged = np.zeros_like(grid, bool)
+    for i in keep:
+        row, col = ys.index(result.configs[i][y]), xs.index(result.configs[i][x])
+        grid[row, col] = mean[i]
+        diverged[row, col] = result.diverged[i].any()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.7 * len(xs), 1.0 + 0.5 * len(ys)))
+    image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap)
+    ax.figure.colorbar(image, ax=ax, label=metric)
+    ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs], rotation=45, ha="right")
+    ax.set_yticks(range(len(ys)), [_fmt(v) for v in ys])
+    ax.set_xlabel(x + (" (log)" if _is_log(xs) else ""))
+    ax.set_ylabel(y + (" (log)" if _is_log(ys) else ""))
+    for row, col in zip(*np.nonzero(diverged)):
+        ax.add_patch(
+            plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="///", color="0.4", lw=0)
+        )
+    if np.any(np.isfinite(grid)):
+        flat = np.nanargmax(grid) if mode == "max" else np.nanargmin(grid)
+        row, col = np.unravel_index(flat, grid.shape)
+        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, color="red", lw=2))
+    if annotate and grid.size <= 400:
+        low, high = image.norm.vmin, image.norm.vmax
+        for row in range(len(ys)):
+            for col in range(len(xs)):
+                if np.isfinite(grid[row, col]):
+                    bright = (grid[row, col] - low) / max(high - low, 1e-12) > 0.6
+                    ax.text(
+                        col,
+                        row,
+                        f"{grid[row, col]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="k" if bright else "w",
+                    )
+    ax.set_title(title or metric)
+    return ax
+
+
+def curves(
+    result: SweepResult,
+    metric: str,
+    *,
+    configs: Sequence[int] | None = None,
+    label: str | None = None,
+    x: np.ndarray | None = None,
+    ax=None,
+):
+    """Learning curves (a metric with a time axis) with the seed mean and a min-max band.
+
+    Args:
+      result: a ``SweepResult`` whose ``metric`` has shape ``(configs, seeds, T)``.
+      metric: the curve's name.
+      configs: which configurations to draw (default all, up to 10).
+      label: a hyperparameter name to label each curve by (default: the whole config).
+      x: the time axis (default ``0..T-1``), e.g. the eval steps.
+      ax: matplotlib axes to draw on.
+
+    Returns:
+      The matplotlib axes.
+    """
+    plt = _plt()
+    value = result.metrics[metric]
+    if value.ndim != 3:
+        raise ValueError(
+            f"metric {metric!r} must have shape (configs, seeds, T), got {value.shape}."
+        )
+    configs = list(range(min(len(result.configs), 10))) if configs is None else list(configs)
+    x = np.arange(value.shape[2]) if x is None else np.asarray(x)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for i in configs:
+        runs = np.where(result.diverged[i][:, None], np.nan, value[i].astype(float))
+        name = (
+            _fmt(result.configs[i][label])
+            if label
+            else ", ".join(f"{k}={_fmt(v)}" for k, v in result.configs[i].items())
+        )
+        line = ax.plot(x, np.nanmean(runs, axis=0), label=name)[0]
+        if runs.shape[0] > 1:
+            ax.fill_between(
+                x, np.nanmin(runs, 0), np.nanmax(runs, 0), color=line.get_color(), alpha=0.2, lw=0
+            )
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7, title=label)
+    return ax
+
+
+def scatter(
+    result: SweepResult,
+    x: str,
+    y: str | None,
+    metric: str,
+    *,
+    logx: bool | None = None,
+    logy: bool | None = None,
+    ax=None,
+    cmap: str = "viridis",
+):
+    """Each configuration as a point (random and quasi-random spaces), coloured by ``metric``.
+
+    With ``y=None`` it plots ``metric`` against ``x`` instead. Diverged configurations are
+    drawn as grey crosses.
+
+    Returns:
+      The matplotlib axes.
+    """
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    value = result._scalar(metric)
+    mean = np.where(result.diverged, np.nan, value).mean(axis=1)
+    bad = result.diverged.any(axis=1)
+    xs = np.asarray([c[x] for c in result.configs], float)
+    ys = mean if y is None else np.asarray([c[y] for c in result.configs], float)
+    if y is None:
+        ax.plot(xs[~bad], ys[~bad], "o", ms=4)
+        ax.set_ylabel(metric)
+    else:
+        points = ax.scatter(xs[~bad], ys[~bad], c=mean[~bad], cmap=cmap, s=18)
+        ax.figure.colorbar(points, ax=ax, label=metric)
+        ax.scatter(xs[bad], ys[bad], marker="x", color="0.5", s=18, label="diverged")
+        ax.set_ylabel(y)
+        if logy or (logy is None and np.all(ys > 0) and ys.max() / ys.min() > 100):
+            ax.set_yscale("log")
+    if logx or (logx is None and np.all(xs > 0) and xs.max() / xs.min() > 100):
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    return ax
