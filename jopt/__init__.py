@@ -6,7 +6,24 @@ Optimizers, regularizers, schedules and compression transforms are optax
 hyperparameters and sharded.
 """
 
-from jopt import hyperparams, regularizers, rules, schedules
+from jopt import devices
+
+devices.configure_cpu_devices()  # before any JAX operation: one JAX device per CPU core
+
+from jopt import (
+    checkpoint,
+    compress,
+    data,
+    hyperparams,
+    metrics,
+    models,
+    plot,
+    regularizers,
+    rules,
+    schedules,
+    sweep,
+    train,
+)
 from jopt.hyperparams import HyperparamState, hparams, scale_hparams, set_hparams
 from jopt.rules import adagrad, adam, adamw, from_rule, lion, momentum, rmsprop, sgd
 
@@ -17,11 +34,18 @@ __all__ = [
     "adagrad",
     "adam",
     "adamw",
+    "checkpoint",
+    "compress",
+    "data",
+    "devices",
     "from_rule",
     "hparams",
     "hyperparams",
     "lion",
+    "metrics",
+    "models",
     "momentum",
+    "plot",
     "regularizers",
     "rmsprop",
     "rules",
@@ -29,4 +53,6 @@ __all__ = [
     "schedules",
     "set_hparams",
     "sgd",
+    "sweep",
+    "train",
 ]

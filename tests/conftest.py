@@ -6,6 +6,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+# A script run in subprocesses by test_sweep.py: not a module to import (doctests collect all).
+collect_ignore = ["sweep_worker.py"]
+
 
 def mlp_init(key, sizes=(8, 16, 4)):
     params = {}
