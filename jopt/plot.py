@@ -14,7 +14,7 @@ import numpy as np
 
 from jopt.sweep.result import SweepResult
 
-__all__ = ["curves", "heatmap", "scatter"]
+__all__ = ["curves", "heatmap", "parallel", "scatter"]
 
 
 def _plt():
@@ -216,4 +216,65 @@ def scatter(
     if logx or (logx is None and np.all(xs > 0) and xs.max() / xs.min() > 100):
         ax.set_xscale("log")
     ax.set_xlabel(x)
+    return ax
+
+
+def parallel(
+    result: SweepResult,
+    metric: str,
+    names: Sequence[str] | None = None,
+    *,
+    mode: str = "max",
+    ax=None,
+    cmap: str = "viridis",
+):
+    """Parallel coordinates: one line per configuration across its hyperparameters.
+
+    Each axis is a hyperparameter rescaled to [0, 1] (log scale when its values span more than
+    two decades and are positive); lines are coloured by the seed-mean ``metric`` and the best
+    configuration is drawn on top in red. Diverged configurations are grey and dashed. Useful
+    for random and quasi-random spaces, where a heatmap has no grid.
+
+    Returns:
+      The matplotlib axes.
+    """
+    plt = _plt()
+    names = list(names or [n for n in result.configs[0] if n not in result.static_names])
+    if not names:
+        raise ValueError("parallel needs at least one numeric hyperparameter.")
+    columns = []
+    labels = []
+    for name in names:
+        values = np.asarray([c[name] for c in result.configs], float)
+        if np.all(values > 0) and values.max() / values.min() > 100:
+            values, label = np.log10(values), f"log10 {name}"
+        else:
+            label = name
+        low, high = values.min(), values.max()
+        columns.append((values - low) / (high - low) if high > low else np.full_like(values, 0.5))
+        labels.append(f"{label}\n[{low:.3g}, {high:.3g}]")
+    lines = np.stack(columns, axis=1)
+    value = result._scalar(metric)
+    mean = np.where(result.diverged, np.nan, value).mean(axis=1)
+    bad = result.diverged.any(axis=1) | ~np.isfinite(mean)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.8 * len(names) + 1.5, 4))
+    x = np.arange(len(names))
+    finite = mean[~bad]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    colours = plt.get_cmap(cmap)
+    for i in np.argsort(np.where(bad, -np.inf, mean if mode == "max" else -mean)):
+        if bad[i]:
+            ax.plot(x, lines[i], color="0.7", ls="--", lw=0.8)
+        else:
+            ax.plot(x, lines[i], color=colours((mean[i] - low) / max(high - low, 1e-12)), lw=1)
+    if finite.size:
+        ax.plot(x, lines[result.best_index(metric, mode)], color="red", lw=2.5, label="best")
+        ax.legend(fontsize=8)
+    mappable = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(low, high))
+    ax.figure.colorbar(mappable, ax=ax, label=metric)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_yticks([])
+    for xi in x:
+        ax.axvline(xi, color="0.3", lw=0.8)
     return ax

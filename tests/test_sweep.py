@@ -201,6 +201,8 @@ def test_plots(tmp_path, reference):
     ax.figure.savefig(tmp_path / "heatmap.png")
     jopt.plot.curves(reference, "curve", label="learning_rate", configs=[0, 3])
     jopt.plot.scatter(reference, "learning_rate", "momentum", "loss")
+    ax = jopt.plot.parallel(reference, "loss", mode="min")
+    assert len(ax.get_xticks()) == 2
     assert (tmp_path / "heatmap.png").stat().st_size > 1000
 
 
