@@ -45,6 +45,12 @@ def all_steps(path: str | os.PathLike) -> list[int]:
 
     Returns:
       A sorted list of ints; empty if ``path`` does not exist.
+
+    Examples:
+      >>> import tempfile
+      >>> from jopt import checkpoint
+      >>> checkpoint.all_steps(tempfile.mkdtemp())
+      []
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
@@ -126,6 +132,17 @@ def restore(path: str | os.PathLike, like: Any = None, *, step: int | None = Non
 
     Raises:
       FileNotFoundError: nothing is saved there.
+
+    Examples:
+      >>> import tempfile, jax, jax.numpy as jnp, optax, flax.linen as nn
+      >>> from jopt import checkpoint
+      >>> from jopt.train import create_train_state
+      >>> make = lambda seed: create_train_state(
+      ...     nn.Dense(2), optax.adam(1e-3), jnp.ones((1, 3)), jax.random.PRNGKey(seed))
+      >>> path = checkpoint.save(tempfile.mkdtemp(), make(0), step=100)
+      >>> restored = checkpoint.restore(path, like=make(1))
+      >>> bool((restored.params["kernel"] == make(0).params["kernel"]).all())
+      True
     """
     ocp = _orbax()
     directory = _directory(path, step)

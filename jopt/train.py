@@ -69,6 +69,14 @@ class TrainState(train_state.TrainState):
       opt_state: the state of ``tx``.
       batch_stats: the model's ``batch_stats`` collection (the running averages of
         ``nn.BatchNorm``); an empty dict for models without batch norm.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+      >>> from jopt.train import create_train_state
+      >>> state = create_train_state(nn.Dense(2), optax.adam(1e-3), jnp.ones((1, 3)),
+      ...                            jax.random.PRNGKey(0))
+      >>> sorted(state.variables), state.batch_stats
+      (['params'], {})
     """
 
     batch_stats: Any = struct.field(default_factory=dict)
@@ -129,20 +137,32 @@ def create_train_state(
       >>> int(state.step), state.params["kernel"].shape
       (0, (4, 3))
     """
+    return _state_from_variables(model, tx, _init_variables(model, x, key))
+
+
+def _init_variables(model: nn.Module, x: Array, key: Array) -> dict[str, Any]:
     params_key, dropout_key = jax.random.split(key)
     rngs = {"params": params_key, "dropout": dropout_key}
-    takes_train = _takes_train(model)
-    variables = model.init(rngs, x, train=False) if takes_train else model.init(rngs, x)
-    apply_fn = _Apply(model, takes_train)
+    return model.init(rngs, x, train=False) if _takes_train(model) else model.init(rngs, x)
+
+
+def _state_from_variables(
+    model: nn.Module, tx: optax.GradientTransformation, variables: dict[str, Any]
+) -> TrainState:
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
-        apply_fn=apply_fn,
+        apply_fn=_Apply(model, _takes_train(model)),
         params=params,
         tx=tx,
         opt_state=tx.init(params),
         batch_stats=variables.get("batch_stats", {}),
     )
+
+
+# Compiled once per model and input shape (not per optimizer): fit initializes with it
+# outside its main program, so sweeps over optimizers do not compile the init again.
+_init_variables_jit = jax.jit(_init_variables, static_argnums=0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -155,7 +175,14 @@ def _is_classification(y: Array) -> bool:
 
 
 def cross_entropy(outputs: Array, labels: Array) -> Array:
-    """Mean softmax cross-entropy of logits ``(batch, classes)`` and int labels ``(batch,)``."""
+    """Mean softmax cross-entropy of logits ``(batch, classes)`` and int labels ``(batch,)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.train import cross_entropy
+      >>> print(f"{cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3])):.4f}")  # log 4
+      1.3863
+    """
     return optax.softmax_cross_entropy_with_integer_labels(outputs, labels).mean()
 
 
@@ -164,6 +191,14 @@ def mse(outputs: Array, targets: Array) -> Array:
 
     Integer ``targets`` are one-hot encoded to the width of ``outputs`` (square loss for
     classification); outputs of shape ``(batch, 1)`` are compared with targets ``(batch,)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.train import mse
+      >>> float(mse(jnp.array([[1.0], [3.0]]), jnp.array([0.0, 1.0])))
+      2.5
+      >>> float(mse(jnp.array([[1.0, 0.0]]), jnp.array([1])))  # one-hot [0, 1]
+      1.0
     """
     if _is_classification(targets):
         targets = jax.nn.one_hot(targets, outputs.shape[-1], dtype=outputs.dtype)
@@ -441,7 +476,6 @@ def _split_key(key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
 
 def _segment(state, data, key, run_id, total, loop: _Loop, num_evals: int, tail: int):
     """``num_evals`` intervals of ``loop.eval_every`` steps, then ``tail`` more steps."""
-    _check_outputs(state, data)  # at trace time: shapes only
     _, keys = _split_key(key)
     perm = None
     if loop.batch_mode == "shuffle":
@@ -469,10 +503,9 @@ def _run_segment(state, data, key, run_id, total, *, loop: _Loop, num_evals: int
 
 
 @functools.partial(jax.jit, static_argnames=("model", "tx", "loop", "num_evals", "tail"))
-def _run(data, key, run_id, total, *, model, tx, loop: _Loop, num_evals: int, tail: int):
-    """A whole run, initialization included, as one program."""
-    init_key, _ = _split_key(key)
-    state = create_train_state(model, tx, data.x_train[:1], init_key)
+def _run(variables, data, key, run_id, total, *, model, tx, loop: _Loop, num_evals, tail):
+    """A whole run from the initial model variables, as one program."""
+    state = _state_from_variables(model, tx, variables)
     return _segment(state, data, key, run_id, total, loop, num_evals, tail)
 
 
@@ -562,12 +595,26 @@ def _check_fit_args(
     # built: every way of making one, replace and tree_map included, runs its checks.
 
 
-def _check_outputs(state: TrainState, data: Dataset) -> None:
-    """The model's output width must cover the classes (on shapes only)."""
+@functools.lru_cache(maxsize=256)
+def _output_shape(model: nn.Module, shape: tuple[int, ...], dtype: Any) -> tuple[int, ...] | None:
+    def outputs(x, key):
+        variables = _init_variables(model, x, key)
+        return _Apply(model, _takes_train(model))(variables, x, train=False)
+
+    x = jax.ShapeDtypeStruct(shape, dtype)
+    out = jax.eval_shape(outputs, x, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    return getattr(out, "shape", None)
+
+
+def _check_outputs(model: nn.Module, data: Dataset) -> None:
+    """The model's output width must cover the classes (traced on shapes, not compiled)."""
     if data.num_classes is None or not _is_classification(data.y_train):
         return
-    outputs = jax.eval_shape(lambda: state.apply_fn(state.variables, data.x_train[:1], train=False))
-    shape = getattr(outputs, "shape", None)
+    sample = ((1, *data.x_train.shape[1:]), jnp.result_type(data.x_train))
+    try:
+        shape = _output_shape(model, *sample)
+    except TypeError:  # an unhashable model: no cache
+        shape = _output_shape.__wrapped__(model, *sample)
     if shape is None or len(shape) < 1 or shape[-1] < data.num_classes:
         raise ValueError(
             f"the model outputs shape {shape} but the labels have num_classes="
@@ -617,11 +664,13 @@ def fit(
 
     The run initializes the model from ``key`` and takes ``steps`` calls of
     :func:`train_step` on minibatches from :func:`jopt.data.batch_indices`, evaluating on
-    the full train and test sets every ``eval_every`` steps. Everything after the Python
-    argument checks is traced once and runs as one ``jit``-compiled program, so ``fit`` is
-    pure and can be ``vmap``-ed over anything in ``tx`` (a traced learning rate) and over
-    ``key``; ``progress``, ``checkpoint_dir`` and the Python checks are its only side
-    effects.
+    the full train and test sets every ``eval_every`` steps. All steps and evaluations run
+    as one ``jit``-compiled program (the model's init is a second, small one, compiled
+    once per model and input shape, so a sweep over optimizers does not compile it again).
+    ``fit`` is pure and can be ``vmap``-ed over anything in ``tx`` (a traced learning
+    rate) and over ``key``; ``progress``, ``checkpoint_dir`` and the Python checks are its
+    only side effects. A second call with the same ``model``, ``tx`` object and argument
+    shapes reuses the compiled programs.
 
     Randomness: ``key`` is split into ``init_key, data_key, step_key =
     jax.random.split(key, 3)``. ``init_key`` initializes the model
@@ -661,8 +710,8 @@ def fit(
         ``False`` traces no callback at all; a callable ``progress(step, loss)`` is
         called instead of the bar. Under ``vmap`` there is one bar for all members.
       progress_every: report every this many steps of each evaluation interval and at
-        its end (default ``max(1, steps // 50)``: each report is a host callback that
-        costs about 0.1-0.5 ms on a CPU).
+        its end. Each report is a host callback that costs about 0.1-0.5 ms on a CPU, so
+        the default, ``max(100, steps // 50)``, makes at most about 50 of them.
       checkpoint_dir: a directory to save the state and history to (with
         :mod:`jopt.checkpoint`) every ``checkpoint_every`` steps. If it already holds
         a checkpoint of this run, training resumes from the latest one at or before
@@ -722,6 +771,8 @@ def fit(
         state=state,
         key=key,
     )
+    if state is None:
+        _check_outputs(model, data)
     if accumulate is not None:
         tx = _accumulating(tx, accumulate)
     loop = _Loop(
@@ -730,13 +781,15 @@ def fit(
         eval_every=eval_every,
         loss=loss,
         augment=augment,
-        progress_every=(progress_every or max(1, steps // 50)) if progress else None,
+        progress_every=(progress_every or max(100, steps // 50)) if progress else None,
     )
 
-    # ONE PROGRAM: init and all steps (the usual case)
+    # ONE PROGRAM: all steps (the usual case)
     if state is None and checkpoint_dir is None:
         run_id = _register_progress(progress, 0) if progress else -1
+        variables = _init_variables_jit(model, data.x_train[:1], _split_key(key)[0])
         state, history = _run(
+            variables,
             data,
             key,
             run_id,
@@ -751,7 +804,8 @@ def fit(
 
     # SEGMENTS: continue a given state, or checkpoint every checkpoint_every steps
     if state is None:
-        state = create_train_state(model, tx, data.x_train[:1], _split_key(key)[0])
+        variables = _init_variables_jit(model, data.x_train[:1], _split_key(key)[0])
+        state = _state_from_variables(model, tx, variables)
     total = jnp.asarray(state.step + steps, jnp.int32)
     position, history = 0, None
     if checkpoint_dir is not None:
