@@ -120,6 +120,21 @@ def test_one_trace_per_static_group_however_many_chunks():
     np.testing.assert_allclose(noise, np.broadcast_to(noise[0], noise.shape), rtol=1e-5)
 
 
+def test_a_second_run_reuses_the_compiled_program():
+    traces = []
+
+    def counted(hp, key):
+        traces.append(1)
+        return {"value": hp["lr"] * jax.random.uniform(key)}
+
+    first = sweep.run(counted, sweep.grid(lr=[0.1, 0.2, 0.3]), seeds=2, progress=False)
+    second = sweep.run(counted, sweep.grid(lr=[0.4, 0.5, 0.6]), seeds=2, progress=False)
+    assert len(traces) == 1
+    assert second.info["groups"][0]["cached_program"]
+    ratio = np.array([[0.4 / 0.1], [0.5 / 0.2], [0.6 / 0.3]])
+    np.testing.assert_allclose(second.metrics["value"], ratio * first.metrics["value"], rtol=1e-6)
+
+
 def test_chunked_and_sharded_equal_unchunked(reference):
     for chunk_size in (1, 4, 7):
         result = sweep.run(trial, SPACE, seeds=2, chunk_size=chunk_size, progress=False)

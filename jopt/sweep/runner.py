@@ -197,6 +197,11 @@ def run(
       trial_id: identifies the trial in checkpoints (default: its qualified name and a hash of
         its bytecode; pass your own when the trial is a closure over different settings).
 
+    Compiled programs are cached by trial (the function object), static values, chunk shape,
+    seeds and devices, so calling ``run`` again (a search strategy's next batch) neither
+    traces nor compiles again; like ``jax.jit``, a trial must not depend on Python state that
+    changes between calls.
+
     Returns:
       A ``SweepResult``: ``metrics[name]`` has shape ``(n_configs, n_seeds, *metric_shape)``;
       ``diverged[c, s]`` flags a NaN/inf metric, which never disturbs other configurations.
@@ -258,14 +263,16 @@ def run(
             in_shardings=(config_sharding, replicated),
             out_shardings=config_sharding,
         )
-
         position = {index: row for row, index in enumerate(indices)}
 
         def hp_for(chunk_indices, values=values, position=position, names=names):
             rows = [position[i] for i in chunk_indices]
             return {n: values[n][rows] for n in names}
 
-        size = _chunk_size(
+        auto_key = ("auto", *_program_key(trial, static, names, len(todo), len(seeds), mesh))
+        auto_key += (memory_budget,)
+        size = _PROGRAMS.get(auto_key) if chunk_size == "auto" else None
+        size = size or _chunk_size(
             chunk_size,
             len(todo),
             n_dev,
@@ -279,6 +286,8 @@ def run(
             group_info,
         )
         group_info["chunk_size"] = size
+        if chunk_size == "auto":
+            _PROGRAMS.put(auto_key, size)
         compile_start = time.perf_counter()
         lowered = None
         for first in range(0, len(todo), size):
@@ -286,7 +295,12 @@ def run(
             padded = chunk + [chunk[-1]] * (size - len(chunk))
             hp = {n: _global_array(v, config_sharding) for n, v in hp_for(padded).items()}
             if lowered is None:
-                lowered = batched.lower(hp, keys).compile()
+                cache_key = _program_key(trial, static, names, size, len(seeds), mesh)
+                lowered = _PROGRAMS.get(cache_key)
+                group_info["cached_program"] = lowered is not None
+                if lowered is None:
+                    lowered = batched.lower(hp, keys).compile()
+                    _PROGRAMS.put(cache_key, lowered)
                 group_info["compile_s"] = time.perf_counter() - compile_start
                 group_info["memory"] = _memory(lowered)
                 group_info["flops_per_call"] = _flops(lowered)
@@ -306,6 +320,41 @@ def run(
     info["wall_time_s"] = time.perf_counter() - start
     info["resumed_configs"] = len(done)
     return SweepResult(space.configs, metrics, seeds, space.static_names, info)
+
+
+class _ProgramCache:
+    """Compiled sweep programs, so that calling ``run`` again with the same trial and shapes
+    (a search strategy's next batch, a rerun) does not trace or compile again."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self.programs: dict[Any, Any] = {}
+
+    def get(self, key: Any) -> Any:
+        try:
+            program = self.programs.pop(key, None)
+        except TypeError:  # an unhashable trial: no caching
+            return None
+        if program is not None:
+            self.programs[key] = program  # most recently used last
+        return program
+
+    def put(self, key: Any, program: Any) -> None:
+        try:
+            self.programs[key] = program
+        except TypeError:
+            return
+        while len(self.programs) > self.size:
+            self.programs.pop(next(iter(self.programs)))
+
+
+_PROGRAMS = _ProgramCache()
+
+
+def _program_key(trial, static, names, size, n_seeds, mesh) -> tuple:
+    statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
+    device_ids = tuple(d.id for d in mesh.devices.flat)
+    return (trial, statics, tuple(names), size, n_seeds, device_ids)
 
 
 def _chunk_size(
