@@ -21,6 +21,7 @@ from jopt import (
     regularizers,
     rules,
     schedules,
+    search,
     sweep,
     train,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "rules",
     "scale_hparams",
     "schedules",
+    "search",
     "set_hparams",
     "sgd",
     "sweep",

@@ -1,0 +1,406 @@
+"""Successive halving and Hyperband: each rung is one vmapped call over the survivors.
+
+Successive halving (Jamieson & Talwalkar, 2016) trains ``n`` configurations for ``r`` steps,
+keeps the best ``n // eta``, trains those ``eta`` times longer (they *continue* from their
+carry, they are not restarted), and so on until one is left or ``max_steps`` is reached.
+Hyperband (Li et al., 2018) runs several such brackets that trade the number of
+configurations against the steps each gets, hedging against a too-aggressive first rung.
+
+On device: survivors are gathered from the population's carry by index, cut into chunks of a
+fixed ``width`` (padded by repeating a row), and advanced in units of ``min_steps`` steps, so
+every rung and every bracket with the same unit reuses ONE compiled program.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jopt.search.resumable import Resumable, advance_population, init_population
+from jopt.sweep.result import SweepResult
+from jopt.sweep.spaces import Space
+
+__all__ = ["SearchResult", "hyperband", "successive_halving"]
+
+
+@dataclass
+class SearchResult:
+    """What a search strategy returns.
+
+    Attributes:
+      result: a ``SweepResult`` with every configuration tried: its last reported metrics
+        (one seed axis of size 1) and ``steps``, the steps it was trained for.
+      best: the chosen configuration (best metric among those trained longest).
+      best_value: its metric.
+      history: the strategy's own record (rungs, brackets, ...).
+      compute_steps: training steps spent on real configurations (padding excluded).
+      padded_steps: training steps actually computed, padding rows included.
+    """
+
+    result: SweepResult
+    best: dict[str, Any]
+    best_value: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    compute_steps: int = 0
+    padded_steps: int = 0
+
+
+def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    configs = [dict(c) for c in (space.configs if isinstance(space, Space) else space)]
+    if not configs:
+        raise ValueError("the search space is empty.")
+    if isinstance(space, Space) and space.static_names:
+        raise ValueError(
+            f"successive halving continues one compiled population; static hyperparameters "
+            f"{list(space.static_names)} would need one per value: run one search per value."
+        )
+    return configs
+
+
+def _check_common(eta: int, min_steps: int, mode: str) -> None:
+    if not (isinstance(eta, (int, np.integer)) and eta >= 2):
+        raise ValueError(f"eta must be an int >= 2, got {eta!r}.")
+    if not (isinstance(min_steps, (int, np.integer)) and min_steps >= 1):
+        raise ValueError(f"min_steps must be an int >= 1, got {min_steps!r}.")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+
+
+def _take(tree: Any, rows: np.ndarray) -> Any:
+    rows = jnp.asarray(rows)
+    return jax.tree.map(lambda x: x[rows], tree)
+
+
+def _concat(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
+
+
+class _Population:
+    """The carries of every configuration of a bracket, advanced chunk by chunk."""
+
+    def __init__(self, trial, configs, key, width, devices):
+        self.trial, self.configs, self.width, self.devices = trial, configs, width, devices
+        keys = jnp.stack([key] * len(configs))
+        chunks = []
+        for first in range(0, len(configs), width):
+            rows = list(range(first, min(first + width, len(configs))))
+            chunks.append(
+                init_population(
+                    trial,
+                    [configs[r] for r in rows],
+                    keys[np.asarray(rows)],
+                    width=width,
+                    devices=devices,
+                )
+            )
+        full = _concat(chunks)
+        self.carry = _take(full, _real_rows(len(configs), width))
+        self.padded_steps = 0
+
+    def advance(self, rows: Sequence[int], unit: int, repeats: int) -> dict[str, np.ndarray]:
+        """Advances configurations ``rows`` by ``repeats * unit`` steps; returns their metrics."""
+        metrics: list[dict[str, np.ndarray]] = []
+        for first in range(0, len(rows), self.width):
+            chunk = list(rows[first : first + self.width])
+            padded = chunk + [chunk[-1]] * (self.width - len(chunk))
+            carry = _take(self.carry, np.asarray(padded))
+            configs = [self.configs[r] for r in padded]
+            for _ in range(repeats):
+                carry, out = advance_population(
+                    self.trial, carry, configs, unit, devices=self.devices
+                )
+                self.padded_steps += unit * self.width
+            real = _take(carry, np.arange(len(chunk)))
+            self.carry = _scatter(self.carry, np.asarray(chunk), real)
+            metrics.append({k: v[: len(chunk)] for k, v in out.items()})
+        return {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
+
+
+def _real_rows(n: int, width: int) -> np.ndarray:
+    """Rows of the concatenated padded chunks that hold the n real configurations."""
+    rows = []
+    for first in range(0, n, width):
+        chunk = min(width, n - first)
+        rows += [first // width * width + i for i in range(chunk)]
+    return np.asarray(rows)
+
+
+def _scatter(tree: Any, rows: np.ndarray, values: Any) -> Any:
+    rows = jnp.asarray(rows)
+    return jax.tree.map(lambda x, v: x.at[rows].set(v), tree, values)
+
+
+def _rank(values: np.ndarray, mode: str) -> np.ndarray:
+    """Indices best first; NaN (diverged) last; ties by position."""
+    score = np.where(np.isfinite(values), values, -np.inf if mode == "max" else np.inf)
+    order = np.argsort(-score if mode == "max" else score, kind="stable")
+    return order
+
+
+def successive_halving(
+    trial: Resumable,
+    space: Space | Sequence[Mapping[str, Any]],
+    *,
+    min_steps: int,
+    metric: str,
+    eta: int = 3,
+    max_steps: int | None = None,
+    mode: str = "max",
+    seed: int = 0,
+    width: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+    _bracket: int | None = None,
+) -> SearchResult:
+    r"""Successive halving over ``space``, each rung one vmapped call over the survivors.
+
+    With :math:`n` configurations, rung :math:`i = 0, 1, \dots` trains the survivors until
+    :math:`r_i = r_0 \eta^i` steps in total (``min_steps`` :math:`= r_0`), ranks them by
+    ``metric`` and keeps the best :math:`\lfloor n_i / \eta \rfloor` (at least one), until one
+    is left or the next rung would pass ``max_steps``. Survivors continue from their carry, so
+    a survivor's final params equal one uninterrupted run of :math:`r_{last}` steps. Every
+    configuration uses the key ``PRNGKey(seed)`` (the same data order for all).
+
+    Args:
+      trial: a ``Resumable`` (e.g. ``jopt.search.fit_trial(...)``).
+      space: a ``Space`` without static values, or a list of config dicts.
+      min_steps: :math:`r_0`, the steps of the first rung (>= 1).
+      metric: the metric of ``trial.advance`` to rank by.
+      eta: keep the top ``1/eta`` each rung (an int >= 2).
+      max_steps: the most steps any configuration gets (default: enough for one survivor).
+      mode: ``"max"`` or ``"min"``.
+      seed: the PRNG seed every configuration uses.
+      width: configurations per compiled call (default ``max(n // eta, 1)`` rounded up to the
+        device count); all rungs reuse the program of this width.
+      devices: devices to shard each call over (default all).
+      progress: print one line per rung.
+
+    Returns:
+      A ``SearchResult``; ``history`` holds one dict per rung (``steps``, ``configs``
+      (indices), ``values``, ``kept``).
+
+    Raises:
+      ValueError: ``eta < 2``, ``min_steps < 1``, or a ``max_steps`` below ``min_steps``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt
+      >>> def init(hp, key):
+      ...     return jnp.float32(5.0)
+      >>> def advance(x, hp, steps):  # gradient descent on x**2 with this learning rate
+      ...     x = x * (1 - 2 * hp["lr"]) ** steps
+      ...     return x, {"loss": x**2}
+      >>> space = jopt.sweep.grid(lr=[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.6, 1.2])
+      >>> out = jopt.search.successive_halving(jopt.search.Resumable(init, advance), space,
+      ...                                      min_steps=2, metric="loss", mode="min",
+      ...                                      progress=False)
+      >>> out.best, [len(r["configs"]) for r in out.history], out.compute_steps
+      ({'lr': 0.45}, [9, 3, 1], 42)
+
+    References:
+      Jamieson & Talwalkar, `Non-stochastic Best Arm Identification and Hyperparameter
+      Optimization <https://arxiv.org/abs/1502.07943>`_, 2016.
+    """
+    _check_common(eta, min_steps, mode)
+    configs = _configs(space)
+    n = len(configs)
+    rungs = 1 + max(0, math.floor(math.log(n, eta) + 1e-9))  # until one survivor
+    if max_steps is not None:
+        if not (isinstance(max_steps, (int, np.integer)) and max_steps >= min_steps):
+            raise ValueError(
+                f"max_steps ({max_steps!r}) must be an int >= min_steps ({min_steps}): the "
+                "budget does not fit even one rung."
+            )
+        rungs = min(rungs, 1 + math.floor(math.log(max_steps / min_steps, eta) + 1e-9))
+    n_dev = len(devices) if devices is not None else len(jax.devices())
+    width = width or max(n // eta, 1)
+    width = n_dev * math.ceil(width / n_dev)
+    population = _Population(trial, configs, jax.random.PRNGKey(seed), width, devices)
+
+    alive = list(range(n))
+    last: dict[int, dict[str, float]] = {}
+    steps_of = np.zeros(n, np.int64)
+    history: list[dict[str, Any]] = []
+    compute = 0
+    done_steps = 0
+    for rung in range(rungs):
+        target = min_steps * eta**rung
+        repeats = (target - done_steps) // min_steps
+        out = population.advance(alive, min_steps, repeats)
+        if metric not in out:
+            raise ValueError(f"unknown metric {metric!r}; the trial reports {sorted(out)}.")
+        compute += len(alive) * (target - done_steps)
+        done_steps = target
+        for row, index in enumerate(alive):
+            last[index] = {k: float(v[row]) for k, v in out.items()}
+            steps_of[index] = target
+        order = _rank(out[metric], mode)
+        keep = max(len(alive) // eta, 1) if rung < rungs - 1 else len(alive)
+        kept = [alive[i] for i in order[:keep]]
+        history.append(
+            {
+                "bracket": _bracket,
+                "rung": rung,
+                "steps": target,
+                "configs": list(alive),
+                "values": out[metric].tolist(),
+                "kept": kept,
+            }
+        )
+        if progress:
+            best_now = out[metric][order[0]]
+            print(
+                f"rung {rung}: {len(alive)} configs at {target} steps, best {metric} "
+                f"{best_now:.4g}, keeping {keep}"
+            )
+        alive = kept
+    best_index = alive[0]
+    names = sorted({k for v in last.values() for k in v})
+    metrics = {
+        k: np.asarray([[last.get(i, {}).get(k, np.nan)] for i in range(n)], np.float32)
+        for k in names
+    }
+    metrics["steps"] = steps_of.reshape(n, 1)
+    info = {
+        "strategy": "successive_halving",
+        "eta": eta,
+        "min_steps": min_steps,
+        "width": width,
+        "compute_steps": compute,
+        "padded_steps": population.padded_steps,
+    }
+    result = SweepResult(
+        configs, metrics, [seed], info=info, diverged=~np.isfinite(metrics[metric])
+    )
+    return SearchResult(
+        result=result,
+        best=dict(configs[best_index]),
+        best_value=last[best_index][metric],
+        history=history,
+        compute_steps=compute,
+        padded_steps=population.padded_steps,
+    )
+
+
+def hyperband(
+    trial: Resumable,
+    sample: Callable[[int, jax.Array], Space | Sequence[Mapping[str, Any]]] | Mapping[str, Any],
+    *,
+    max_steps: int,
+    metric: str,
+    eta: int = 3,
+    mode: str = "max",
+    seed: int = 0,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    r"""Hyperband: successive halving in brackets from many-short to few-long runs.
+
+    With :math:`s_{max} = \lfloor \log_\eta R \rfloor` (``max_steps`` :math:`= R`), bracket
+    :math:`s = s_{max}, \dots, 0` samples :math:`n_s = \lceil (s_{max}+1)\, \eta^s / (s+1)
+    \rceil` configurations and runs successive halving from :math:`r_s = R \eta^{-s}` steps up
+    to :math:`R` (Li et al. 2018, Algorithm 1). Each bracket is one population; within it,
+    rungs reuse one compiled program per width.
+
+    Args:
+      trial: a ``Resumable``.
+      sample: ``sample(n, key) -> configs`` (e.g. ``lambda n, key: jopt.sweep.random(n, key,
+        lr=jopt.sweep.LogUniform(1e-4, 1))``), or a dict of jopt.sweep distributions.
+      max_steps: :math:`R`, the most steps one configuration gets; must be a multiple of
+        :math:`\eta^{s_{max}}` so that every rung is a whole number of steps.
+      metric, eta, mode, devices, progress: as in ``successive_halving``.
+      seed: seeds the sampling (bracket ``s`` uses ``fold_in(PRNGKey(seed), s)``) and the runs.
+
+    Returns:
+      A ``SearchResult`` over all brackets; ``best`` is the best configuration trained for
+      ``max_steps``; ``history`` lists every rung with its ``bracket``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt
+      >>> trial = jopt.search.Resumable(
+      ...     lambda hp, key: jnp.float32(5.0),
+      ...     lambda x, hp, steps: (x * (1 - 2 * hp["lr"]) ** steps,
+      ...                           {"loss": (x * (1 - 2 * hp["lr"]) ** steps) ** 2}))
+      >>> out = jopt.search.hyperband(trial, {"lr": jopt.sweep.Uniform(0.0, 0.5)},
+      ...                             max_steps=9, metric="loss", mode="min", progress=False)
+      >>> sorted({r["bracket"] for r in out.history}), out.best_value < 1e-3
+      ([0, 1, 2], True)
+
+    References:
+      Li et al., `Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization
+      <https://arxiv.org/abs/1603.06560>`_, JMLR 2018.
+    """
+    _check_common(eta, 1, mode)
+    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 1):
+        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}.")
+    s_max = math.floor(math.log(max_steps, eta) + 1e-9)
+    if max_steps % eta**s_max:
+        fits = eta**s_max * math.ceil(max_steps / eta**s_max)
+        raise ValueError(
+            f"max_steps ({max_steps}) must be a multiple of eta**s_max = {eta**s_max} so every "
+            f"rung is a whole number of steps; try {fits}."
+        )
+    if isinstance(sample, Mapping):
+        from jopt.sweep.spaces import random as _random
+
+        dists = dict(sample)
+        sample = lambda n, key: _random(n, key, **dists)
+    all_configs: list[dict[str, Any]] = []
+    metric_rows: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
+    compute = padded = 0
+    best, best_value = None, None
+    for s in range(s_max, -1, -1):
+        n_s = math.ceil((s_max + 1) * eta**s / (s + 1))
+        r_s = max_steps // eta**s
+        configs = _configs(sample(n_s, jax.random.fold_in(jax.random.PRNGKey(seed), s)))
+        if progress:
+            print(f"bracket s={s}: {n_s} configs from {r_s} steps")
+        out = successive_halving(
+            trial,
+            configs,
+            min_steps=r_s,
+            metric=metric,
+            eta=eta,
+            max_steps=max_steps,
+            mode=mode,
+            seed=seed,
+            devices=devices,
+            progress=progress,
+            _bracket=s,
+        )
+        history += out.history
+        compute += out.compute_steps
+        padded += out.padded_steps
+        all_configs += configs
+        for i in range(len(configs)):
+            metric_rows.append({k: float(v[i, 0]) for k, v in out.result.metrics.items()})
+        final = out.history[-1]
+        if final["steps"] == max_steps:
+            value = out.best_value
+            better = best_value is None or (
+                value > best_value if mode == "max" else value < best_value
+            )
+            if np.isfinite(value) and better:
+                best, best_value = dict(out.best), value
+    names = sorted(metric_rows[0])
+    metrics = {k: np.asarray([[row[k]] for row in metric_rows], np.float32) for k in names}
+    info = {
+        "strategy": "hyperband",
+        "eta": eta,
+        "max_steps": max_steps,
+        "s_max": s_max,
+        "compute_steps": compute,
+        "padded_steps": padded,
+    }
+    result = SweepResult(
+        all_configs, metrics, [seed], info=info, diverged=~np.isfinite(metrics[metric])
+    )
+    if best is None:
+        raise ValueError("every configuration trained for max_steps diverged.")
+    return SearchResult(result, best, best_value, history, compute, padded)

@@ -1,0 +1,199 @@
+"""Resumable trials: continue a configuration instead of restarting it.
+
+A search strategy that stops, compares and continues training runs (successive halving,
+Hyperband, PBT) needs a trial in two parts:
+
+* ``init(hparams, key) -> carry``: everything a run needs to continue (train state, keys);
+* ``advance(carry, hparams, steps) -> (carry, metrics)``: train ``steps`` more steps (a static
+  int) and report metrics (scalars).
+
+Both are pure and written for ONE configuration; ``advance_population`` vmaps them over a
+population and shards it over the devices, padding to a fixed width so that every call with
+the same ``steps`` reuses one compiled program.
+
+``fit_trial`` builds one from ``jopt.train.fit``: the optimizer is built once, and each
+member's hyperparameters are written into its optimizer state with ``jopt.set_hparams``, so
+members differ only in data (the jopt way: hyperparameters are state). Advancing a carry by
+``a`` then ``b`` steps gives exactly the params of one ``fit`` of ``a + b`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jopt import devices as _devices
+from jopt.hyperparams import hparams as _hparams
+from jopt.hyperparams import set_hparams
+
+__all__ = ["Resumable", "advance_population", "fit_trial", "init_population"]
+
+
+class Resumable(NamedTuple):
+    """A trial in two parts (see the module docstring)."""
+
+    init: Callable[[dict[str, jax.Array], jax.Array], Any]
+    advance: Callable[[Any, dict[str, jax.Array], int], tuple[Any, dict[str, jax.Array]]]
+
+
+def fit_trial(
+    model,
+    tx: optax.GradientTransformation,
+    data,
+    *,
+    batch_size: int,
+    metric_prefix: str = "",
+    **fit_kwargs: Any,
+) -> Resumable:
+    """A resumable trial around ``jopt.train.fit``.
+
+    Args:
+      model: a flax module, as for ``fit``.
+      tx: a jopt optimizer (chain); the searched hyperparameters must be names that
+        ``jopt.set_hparams`` accepts on its state (e.g. ``learning_rate``, ``beta``,
+        ``"1/rate"``). Their values at construction do not matter.
+      data: a ``jopt.data.Dataset``; ``fit``'s "test" split is what ``advance`` reports on
+        (pass a validation split there when the search must not see the test set).
+      batch_size: minibatch size.
+      metric_prefix: prepended to the reported metric names.
+      **fit_kwargs: more ``fit`` arguments (``batch_mode``, ``augment``, ``loss``, ...).
+
+    Returns:
+      A ``Resumable`` whose carry is ``{"state": TrainState, "key": key}`` and whose
+      ``advance`` reports the last evaluation of ``fit``'s history (``loss``,
+      ``test_accuracy``, ...) after the added steps.
+
+    Examples:
+      >>> import jax, jopt
+      >>> data = jopt.data.digits()
+      >>> trial = jopt.search.fit_trial(jopt.models.Linear(), jopt.sgd(0.0), data, batch_size=64)
+      >>> carry = trial.init({"learning_rate": 0.1}, jax.random.PRNGKey(0))
+      >>> carry, metrics = trial.advance(carry, {"learning_rate": 0.1}, 50)
+      >>> int(carry["state"].step), bool(metrics["test_accuracy"] > 0.5)
+      (50, True)
+    """
+    from jopt import train
+
+    opt_state = jax.eval_shape(lambda: tx.init(_params_shape(model, data)))
+    known = set(_hparams(opt_state)) | set(_hparams(opt_state, qualified=True))
+    fit_kwargs = {"progress": False, **fit_kwargs}
+
+    def with_hparams(state, hp):
+        unknown = set(hp) - known
+        if unknown:
+            raise ValueError(
+                f"hyperparameters {sorted(unknown)} are not in the optimizer's state; it has "
+                f"{sorted(known)}."
+            )
+        return state.replace(opt_state=set_hparams(state.opt_state, **hp))
+
+    def init(hp, key):
+        init_key = jax.random.split(key, 3)[0]  # the key fit() initializes the model with
+        state = train.create_train_state(model, tx, data.x_train[:1], init_key)
+        return {"state": with_hparams(state, hp), "key": key}
+
+    def advance(carry, hp, steps):
+        del hp  # the hyperparameters live in carry["state"].opt_state
+        state, history = train.fit(
+            model,
+            tx,
+            data,
+            steps=steps,
+            batch_size=batch_size,
+            key=carry["key"],
+            state=carry["state"],
+            eval_every=steps,
+            **fit_kwargs,
+        )
+        metrics = {metric_prefix + k: v[-1] for k, v in history.items() if k != "step"}
+        return {"state": state, "key": carry["key"]}, metrics
+
+    return Resumable(init, advance)
+
+
+def _params_shape(model, data):
+    return model.init(jax.random.PRNGKey(0), data.x_train[:1])["params"]
+
+
+def _pad(n: int, width: int) -> int:
+    return width * math.ceil(n / width)
+
+
+def _mesh_and_sharding(devices):
+    mesh = _devices.sweep_mesh(devices)
+    return mesh, NamedSharding(mesh, P("config")), NamedSharding(mesh, P())
+
+
+def _stack_hparams(configs: Sequence[Mapping[str, Any]], rows: Sequence[int]) -> dict[str, Any]:
+    names = list(configs[0])
+    return {n: np.asarray([configs[r][n] for r in rows], np.float32) for n in names}
+
+
+def init_population(
+    trial: Resumable,
+    configs: Sequence[Mapping[str, Any]],
+    keys: jax.Array,
+    *,
+    width: int | None = None,
+    devices=None,
+) -> Any:
+    """``vmap(trial.init)`` over configurations (row i uses ``keys[i]``), padded to ``width``.
+
+    Returns the batched carry with a leading axis of ``pad(len(configs), width)`` rows (the
+    padding repeats the last row; ``width`` defaults to the number of configurations rounded
+    up to the device count).
+    """
+    mesh, sharding, _ = _mesh_and_sharding(devices)
+    n_dev = mesh.devices.size
+    width = _pad(width or len(configs), n_dev)
+    rows = list(range(len(configs))) + [len(configs) - 1] * (
+        _pad(len(configs), width) - len(configs)
+    )
+    hp = _stack_hparams(configs, rows)
+    keys = jnp.asarray(keys)[np.asarray(rows)]
+    init = _INIT.get(id(trial))
+    if init is None:
+        init = _INIT[id(trial)] = jax.jit(jax.vmap(trial.init), out_shardings=sharding)
+    return init(hp, keys)
+
+
+def advance_population(
+    trial: Resumable,
+    carry: Any,
+    configs: Sequence[Mapping[str, Any]],
+    steps: int,
+    *,
+    devices=None,
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """``vmap(trial.advance)`` over a batched carry for ``steps`` steps, sharded over devices.
+
+    ``configs`` gives each row's hyperparameters (``len(configs)`` == the carry's rows). The
+    compiled program depends only on the carry's shape and ``steps``, so a strategy that keeps
+    its population width fixed compiles each distinct ``steps`` once.
+
+    Returns:
+      ``(carry, metrics)`` with metrics as numpy arrays of shape ``(rows,)``.
+    """
+    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
+    _, sharding, _ = _mesh_and_sharding(devices)
+    hp = _stack_hparams(configs, range(len(configs)))
+    fn = _ADVANCE.get((id(trial), int(steps)))
+    if fn is None:
+        fn = jax.jit(jax.vmap(lambda c, h: trial.advance(c, h, int(steps))), out_shardings=sharding)
+        _ADVANCE[(id(trial), int(steps))] = fn
+    carry, metrics = fn(carry, hp)
+    return carry, {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+
+
+# Compiled programs per trial (the closures keep the trial alive, so ids are not reused).
+_ADVANCE: dict[tuple[int, int], Callable] = {}
+_INIT: dict[int, Callable] = {}
