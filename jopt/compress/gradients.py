@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jopt.compress.prune import _keep_all_but_k_smallest, _keys
 from jopt.hyperparams import Check, ScalarOrSchedule, stateful_transform
 
 __all__ = [
@@ -211,11 +212,12 @@ def _topk_leaf(p: jax.Array, ratio: jax.Array) -> tuple[jax.Array, jax.Array, No
     n = p.size
     k = _topk_count(ratio, n)
     flat = p.reshape(-1)
-    # Rank every entry by |p| (ties broken by position); keeping rank < k keeps exactly k entries
-    # even with ties, and k may be traced (lax.top_k needs a Python int).
-    order = jnp.argsort(-jnp.abs(flat), stable=True)
-    rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
-    kept = jnp.where(rank < k, flat, jnp.zeros_like(flat)).reshape(p.shape)
+    # Exactly k entries survive even with ties, and k may be traced (lax.top_k needs a Python
+    # int): drop the n - k smallest |p| found by bisection on the float bits (no sort).
+    # Reversed, so that among equal |p| the earliest positions are kept.
+    keys = _keys(flat[::-1], jnp.ones(n, bool))
+    keep = _keep_all_but_k_smallest(keys, n - k)[::-1]
+    kept = jnp.where(keep, flat, jnp.zeros_like(flat)).reshape(p.shape)
     return kept, k.astype(jnp.float32) * (32 + _index_bits(n)), None
 
 
