@@ -169,6 +169,15 @@ def prune(
     sparse tensor cores. The sparsity is then ``1 - n/m`` and ``sparsity`` must be None or equal
     to it; ``scope`` is ignored.
 
+    .. warning::
+      A constant ``sparsity`` prunes at the first update, i.e. at initialization, where the
+      weights carry no information yet. With ``scope="global"`` and layers initialized at
+      different scales (PyTorch's :math:`U(\pm 1/\sqrt{\text{fan\_in}})`), the smaller-scale
+      layers are pruned almost entirely: on the MNIST-1D MLP, ``prune(0.9)`` from step 0 leaves
+      0.03% of the second layer and ends at 23% test accuracy (dense: 64%; ``scope="layer"``:
+      52%). Prune gradually instead (``sparsity=jopt.compress.gradual(0.9, ...)``: 68%, Zhu &
+      Gupta), or start from trained weights.
+
     Args:
       sparsity: :math:`s` in [0, 1), a float, JAX scalar (tracer under ``vmap``) or schedule
         ``count -> value`` (e.g. ``jopt.compress.gradual(...)``). None with ``structure``.
