@@ -36,7 +36,30 @@ def test_lr_momentum_sweep_quick(tmp_path):
     assert (tmp_path / "lr_momentum_sweep.png").exists()
 
 
-@pytest.mark.parametrize("module", ["bench_rules"])
-def test_benchmark_quick(module):
+@pytest.mark.parametrize("module,word", [("bench_rules", "ratio"), ("bench_search", "speed-up")])
+def test_benchmark_quick(module, word):
     out = run_quick(module)
-    assert "ratio" in out
+    assert word in out
+
+
+def test_mnist1d_baselines_quick(tmp_path):
+    out = run_quick("mnist1d_baselines", "--out-dir", str(tmp_path))
+    assert "overall:" in out
+    record = json.loads((tmp_path / "mnist1d_baselines.json").read_text())
+    for key in ("paper", "claim", "pass_criterion", "measured", "verdict", "command", "curves"):
+        assert key in record
+    assert record["wall_time_s"] > 0
+    models = ["logistic", "mlp", "cnn", "gru"]
+    steps = record["curves"]["step"]
+    assert steps[-1] == 200
+    for condition in ("normal", "shuffled"):
+        assert sorted(record["measured"][condition]) == sorted(models)
+        for name in models:
+            measured = record["measured"][condition][name]
+            assert len(measured["per_seed"]) == 1
+            assert 0.0 <= measured["mean"] <= 100.0
+            assert len(record["curves"]["test_accuracy_seed_mean"][condition][name]) == len(steps)
+    params = {name: record["measured"]["normal"][name]["params"] for name in models}
+    assert params == {"logistic": 410, "mlp": 15210, "cnn": 5210, "gru": 5134}
+    assert record["verdict"]["overall"] in ("reproduced", "partly", "not reproduced")
+    assert (tmp_path / "mnist1d_baselines.png").exists()
