@@ -36,7 +36,10 @@ def test_lr_momentum_sweep_quick(tmp_path):
     assert (tmp_path / "lr_momentum_sweep.png").exists()
 
 
-@pytest.mark.parametrize("module,word", [("bench_rules", "ratio"), ("bench_search", "speed-up")])
+@pytest.mark.parametrize(
+    "module,word",
+    [("bench_rules", "ratio"), ("bench_search", "speed-up"), ("bench_sweep", "goal")],
+)
 def test_benchmark_quick(module, word):
     out = run_quick(module)
     assert word in out
@@ -63,3 +66,9 @@ def test_mnist1d_baselines_quick(tmp_path):
     assert params == {"logistic": 410, "mlp": 15210, "cnn": 5210, "gru": 5134}
     assert record["verdict"]["overall"] in ("reproduced", "partly", "not reproduced")
     assert (tmp_path / "mnist1d_baselines.png").exists()
+
+
+def test_search_compare_quick(tmp_path):
+    run_quick("search_compare", "--out-dir", str(tmp_path))
+    record = json.loads((tmp_path / "search_compare.json").read_text())
+    assert {"paper", "claim", "measured", "verdict", "command", "wall_time_s"} <= set(record)
