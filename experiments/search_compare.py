@@ -9,9 +9,10 @@ Searched: the learning rate (log-uniform 1e-3..1), the momentum (1 - beta log-un
 w in {32, 100} (static: it changes shapes, so each width is its own compiled program).
 
 Every strategy gets the same budget per search seed, counted in training steps: 64 trials x
-R = 1350 steps (minibatches). 20% of the training set is held out as a validation split that
-makes every selection decision (ranking, halving, exploiting, TPE's model); the test set is
-only used to report the test accuracy of what the search selects. The strategies:
+R = 1350 steps (minibatches of 100, drawn with replacement). 20% of the training set is held
+out as a validation split that makes every selection decision (ranking, halving, exploiting,
+TPE's model); the test set is only used to report the test accuracy of what the search
+selects. The strategies:
 
 * grid (Bergstra & Bengio's baseline): 4 lr x 4 (1 - beta) x 2 wd x 2 widths, cell centres in
   log space, visited in a random order per seed for the best-so-far curve;
@@ -24,12 +25,13 @@ only used to report the test accuracy of what the search selects. The strategies
   whole Hyperband iterations as fit in half the budget (2, i.e. 53R in all);
 * PBT: per width, the random search's own configurations of that width as the initial
   population (so PBT and random search start from the same configurations and the same data
-  order and differ only in exploit/explore), R steps each in 10 rounds; the bottom 20% copy
+  order and differ only in exploit/explore), R steps each in 9 rounds; the bottom 20% copy
   the top 20% and perturb lr and wd by x0.8 / x1.2 (momentum is copied, not perturbed).
 
 The strategies that continue a compiled population (successive halving, Hyperband, PBT) run
-one search per width with half the budget each; the two halves are counted as running side
-by side, so their curves advance at the sum of the two widths' compute. Everything is
+one search per width with half the budget each (PBT: its population split as the random
+search's width draws fell); the searches of the two widths are counted as running side by
+side, so their curves advance at the sum of the two widths' compute. Everything is
 repeated for 5 search seeds; seed s trains every configuration with ``PRNGKey(s)`` (the same
 init and data order for every strategy: common random numbers). Writes
 ``paper_figures/search_compare.{png,json}`` (``--quick``: 2 seeds, 8 trials of 54 steps, one
@@ -71,6 +73,11 @@ else:
     HB_UNITS, SH_CONFIGS, PBT_ROUNDS, TPE_BATCH, CHUNK = 27, 81, 9, 8, 16
 SEEDS = args.seeds or SEEDS
 BATCH_SIZE, ETA = 100, 3
+# Minibatches drawn with replacement (fold_in(key, step)), in every strategy. With "shuffle",
+# fit recomputes the epoch permutation under a lax.cond on the step; when the step is batched
+# (a vmapped population of resumed train states: halving, Hyperband, PBT) vmap turns the cond
+# into a select and the 3200-element sort runs every step for every member, about 6x slower.
+BATCH_MODE = "replacement"
 BUDGET = N_TRIALS * R  # training steps every strategy may spend per search seed
 UNIT = R // HB_UNITS  # r_0: the shortest run successive halving and Hyperband make
 ROUND = R // PBT_ROUNDS // UNIT  # PBT's steps between exploits, in units
@@ -126,7 +133,14 @@ def trial(hp, key):
     )
     model = jopt.models.MLP(hidden=(hp["width"],) * 2)
     state, history = jopt.train.fit(
-        model, tx, train_val, steps=R, batch_size=BATCH_SIZE, key=key, progress=False
+        model,
+        tx,
+        train_val,
+        steps=R,
+        batch_size=BATCH_SIZE,
+        key=key,
+        batch_mode=BATCH_MODE,
+        progress=False,
     )
     test = jopt.train.evaluate(state, full.x_test, full.y_test)
     # fit's "test" split is our validation split
@@ -140,7 +154,7 @@ def resumable(width, unit=1):
     so their names are the state's: ``learning_rate``, ``beta``, ``rate`` (the decay)."""
     tx = optax.chain(jopt.momentum(0.0), jopt.regularizers.weight_decay(0.0))
     model = jopt.models.MLP(hidden=(width, width))
-    base = jopt.search.fit_trial(model, tx, train_val, batch_size=BATCH_SIZE)
+    base = jopt.search.fit_trial(model, tx, train_val, batch_size=BATCH_SIZE, batch_mode=BATCH_MODE)
 
     def advance(carry, hp, steps):
         carry, metrics = base.advance(carry, hp, steps * unit)
@@ -550,11 +564,62 @@ verdict["overall"] = three_way(
     all(v == "reproduced" for v in claims), any(v != "not reproduced" for v in claims)
 )
 verdict["criteria"] = checks
+# What was measured against each claim and, where it does not fully reproduce, the likely reason.
+first_bracket = min(float(r["compute"][0]) for r in runs["hyperband"])
+cap = reach["random"] / first_bracket if reach["random"] else None
+gap = final["random"].mean() - final["halving"].mean()
+noise = 100 * np.sqrt(0.62 * 0.38 / n_val)  # binomial std of a validation accuracy near 62%
+verdict["notes"] = {
+    "hyperband_and_halving": (
+        f"successive halving's pick is {abs(gap):.2f} points "
+        f"{'below' if gap > 0 else 'above'} random search's best (mean) "
+        f"at {spent['halving'].max() / BUDGET:.0%} of its budget; Hyperband reaches random's "
+        f"final best minus 1 point ({target:.1f}%) {speedup['hyperband'] or 0:.1f}x sooner "
+        f"than random search (mean curves), not >= 10x. Likely reasons: at {N_TRIALS} trials the "
+        f"budget caps the measurable speedup: random needs {(reach['random'] or 0) / R:.0f}R "
+        f"to reach the target, Hyperband's first finished bracket ends at "
+        f"{first_bracket / R:.0f}R, so at most {cap or 0:.1f}x can show; the paper's order of "
+        "magnitude comes from much larger budgets and slower models; and the "
+        f"{n_val}-example validation split has about {noise:.1f} points of sampling noise, "
+        "as large as the gaps being ranked."
+    ),
+    "pbt": (
+        f"PBT's best minus random's best, same starting configurations: "
+        f"{final['pbt'].mean() - final['random'].mean():+.2f} points (mean; per seed "
+        f"{(final['pbt'] - final['random']).round(1).tolist()}); the winner's learning rate "
+        f"final/initial: median {np.median(ratios):.2f} (criterion < 0.5)."
+        + (
+            ""
+            if checks["b_pbt"]
+            else f" Likely reason for the accuracy part: exploit ranks on the {n_val}-example "
+            f"validation accuracy (about {noise:.1f} points of noise)."
+        )
+        + (
+            ""
+            if checks["b_pbt_schedule"]
+            else f" Likely reason for the schedule part: {PBT_ROUNDS - 1} exploit steps of "
+            "x0.8 / x1.2, of which a lineage takes only a few, need >= 4 net down-steps "
+            "(0.8^4 = 0.41) to halve the learning rate; at R steps of constant-rate SGD the "
+            "winner mostly keeps a high learning rate, so it falls by less than half."
+        )
+    ),
+    "tpe": (
+        f"after {AT_TRIALS} trials the median best-so-far is {np.median(curves['tpe'][:, at]):.1f}"
+        f"% (TPE) vs {np.median(curves['random'][:, at]):.1f}% (random)"
+        + ("." if checks["c_tpe"] else f"; differences below the ~{noise:.1f}-point noise.")
+    ),
+    "random_vs_grid": (
+        f"median best {np.median(final['random']):.1f}% (random) vs "
+        f"{np.median(final['grid']):.1f}% (grid); the grid tries {GRID_LEVELS[0]} learning "
+        f"rates, random search {N_TRIALS}"
+        + ("." if checks["d_random_vs_grid"] else "; differences below the noise.")
+    ),
+}
 for criterion, ok in checks.items():
     print(f"{criterion:20s} {'pass' if ok else 'FAIL'}")
 print(f"hyperband speedup over random at {target:.1f}%: {speedup['hyperband']}")
 for claim, outcome in verdict.items():
-    if claim != "criteria":
+    if claim not in ("criteria", "notes"):
         print(f"{claim:22s} {outcome}")
 
 OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -605,7 +670,11 @@ record = {
         "R_steps": R,
         "R_choice": "R = 1350 steps (42 epochs of the 3200 training examples) so that R/27 "
         "is a whole number of steps for successive halving and Hyperband, and the whole "
-        "comparison (7 strategies x 5 seeds) fits in about 20 minutes on the 2-core CPU",
+        "comparison (7 strategies x 5 seeds) fits in about 20 minutes on the 2-core CPU. "
+        "Pilot (1 seed, compilation included, shared machine): 160 s in all; grid 12, random "
+        "7, quasirandom 6, TPE 15, halving 29, Hyperband 69, PBT 22 s",
+        "batch_mode": "replacement (see BATCH_MODE in the script: shuffled epochs make a "
+        "vmapped population of resumed states about 6x slower)",
         "batch_size": BATCH_SIZE,
         "trials": N_TRIALS,
         "budget_steps_per_seed": BUDGET,
@@ -678,6 +747,9 @@ else:
     left.set_title(f"best-so-far (median, band: min-max over {SEEDS} seeds)")
     finite = np.concatenate([np.asarray(c)[np.isfinite(c)] for c in curves.values()])
     left.set_ylim(max(np.percentile(finite, 5) - 2, 0), finite.max() + 1)
+    top = left.get_ylim()[1]
+    left.text(BUDGET / 3 / R, top, " 1/3 budget", fontsize=7, va="top", color="grey")
+    left.text(AT_TRIALS, top, f" {AT_TRIALS} trials", fontsize=7, va="top", color="grey")
     left.legend(fontsize=8, loc="lower right")
     for i, name in enumerate(STRATEGIES):
         c = colours[name]

@@ -69,6 +69,20 @@ def test_mnist1d_baselines_quick(tmp_path):
 
 
 def test_search_compare_quick(tmp_path):
-    run_quick("search_compare", "--out-dir", str(tmp_path))
+    out = run_quick("search_compare", "--out-dir", str(tmp_path))
+    assert "overall" in out
     record = json.loads((tmp_path / "search_compare.json").read_text())
-    assert {"paper", "claim", "measured", "verdict", "command", "wall_time_s"} <= set(record)
+    keys = ("paper", "claim", "pass_criterion", "measured", "verdict", "command", "curves")
+    assert all(key in record for key in keys) and record["wall_time_s"] > 0
+    strategies = ["grid", "random", "quasirandom", "tpe", "halving", "hyperband", "pbt"]
+    budget = record["setup"]["budget_steps_per_seed"]
+    for name in strategies:
+        measured = record["measured"][name]
+        assert len(measured["test_accuracy_per_seed"]) == 2
+        assert 0.0 <= measured["test_accuracy_mean"] <= 100.0
+        assert 0 < measured["compute_steps_mean"] <= budget
+        assert len(record["curves"]["per_seed_events"][name]) == 2
+    assert record["measured"]["halving"]["compute_steps_mean"] <= budget / 3
+    for claim in ("hyperband_and_halving", "pbt", "tpe", "random_vs_grid", "overall"):
+        assert record["verdict"][claim] in ("reproduced", "partly", "not reproduced")
+    assert (tmp_path / "search_compare.png").exists()
