@@ -41,7 +41,7 @@ from flax.training import train_state
 from tqdm.auto import tqdm
 
 from jopt import checkpoint
-from jopt.data import BATCH_MODES, Dataset, batch_indices, epoch_permutation
+from jopt.data import BATCH_MODES, Dataset, batch_indices
 
 Array = jax.Array
 Batch = tuple[Array, Array]
@@ -400,25 +400,17 @@ class _Loop:
     progress_every: int | None  # None: no progress callback is traced at all
 
 
-def _train_steps(state, perm, loss_sum, data, keys, loop: _Loop, length: int):
+def _train_steps(state, loss_sum, data, keys, loop: _Loop, length: int):
     """``length`` train steps as one ``lax.scan``; adds their losses to ``loss_sum``."""
     data_key, augment_key, dropout_key = keys
     n = data.x_train.shape[0]
-    steps_per_epoch = n // loop.batch_size
 
     def one_step(carry, _):
-        state, perm, loss_sum = carry
+        state, loss_sum = carry
         step = state.step
-        # BATCH: the epoch's permutation is carried and recomputed only when an epoch
-        # starts; the indices equal batch_indices(data_key, step, n, batch_size, mode).
-        if loop.batch_mode == "shuffle":
-            epoch, position = jnp.divmod(step, steps_per_epoch)
-            perm = jax.lax.cond(
-                position == 0, lambda: epoch_permutation(data_key, epoch, n), lambda: perm
-            )
-            idx = jax.lax.dynamic_slice_in_dim(perm, position * loop.batch_size, loop.batch_size)
-        else:
-            idx = batch_indices(data_key, step, n, loop.batch_size, loop.batch_mode)
+        # BATCH: a pure function of the step; a shuffled epoch's permutation is evaluated
+        # at this batch's positions only (no sort, nothing carried, no per-step branch)
+        idx = batch_indices(data_key, step, n, loop.batch_size, loop.batch_mode)
         x, y = data.x_train[idx], data.y_train[idx]
         if loop.augment is not None:
             x = loop.augment(jax.random.fold_in(augment_key, step), x)
@@ -426,17 +418,17 @@ def _train_steps(state, perm, loss_sum, data, keys, loop: _Loop, length: int):
         state, metrics = train_step(
             state, (x, y), jax.random.fold_in(dropout_key, step), loss=loop.loss
         )
-        return (state, perm, loss_sum + metrics["loss"].astype(jnp.float32)), None
+        return (state, loss_sum + metrics["loss"].astype(jnp.float32)), None
 
-    (state, perm, loss_sum), _ = jax.lax.scan(one_step, (state, perm, loss_sum), length=length)
-    return state, perm, loss_sum
+    (state, loss_sum), _ = jax.lax.scan(one_step, (state, loss_sum), length=length)
+    return state, loss_sum
 
 
-def _train_interval(state, perm, data, keys, run_id, total, loop: _Loop, length: int):
+def _train_interval(state, data, keys, run_id, total, loop: _Loop, length: int):
     """``length`` train steps, reporting progress between chunks, then one evaluation."""
     loss_sum = jnp.zeros((), jnp.float32)
     if loop.progress_every is None:
-        state, perm, loss_sum = _train_steps(state, perm, loss_sum, data, keys, loop, length)
+        state, loss_sum = _train_steps(state, loss_sum, data, keys, loop, length)
     else:
         # PROGRESS: chunks of progress_every steps with a host callback after each, so that
         # the step loop itself carries no callback and no per-step condition.
@@ -446,17 +438,15 @@ def _train_interval(state, perm, data, keys, run_id, total, loop: _Loop, length:
             _report(run_id, state.step, total, loss_sum / count)
 
         def chunk(carry, i):
-            state, perm, loss_sum = carry
-            state, perm, loss_sum = _train_steps(state, perm, loss_sum, data, keys, loop, every)
+            state, loss_sum = carry
+            state, loss_sum = _train_steps(state, loss_sum, data, keys, loop, every)
             report(state, loss_sum, (i + 1) * every)
-            return (state, perm, loss_sum), None
+            return (state, loss_sum), None
 
-        carry = (state, perm, loss_sum)
-        (state, perm, loss_sum), _ = jax.lax.scan(chunk, carry, jnp.arange(length // every))
+        carry = (state, loss_sum)
+        (state, loss_sum), _ = jax.lax.scan(chunk, carry, jnp.arange(length // every))
         if length % every:
-            state, perm, loss_sum = _train_steps(
-                state, perm, loss_sum, data, keys, loop, length % every
-            )
+            state, loss_sum = _train_steps(state, loss_sum, data, keys, loop, length % every)
             report(state, loss_sum, length)
     # EVALUATE
     metrics = {"step": state.step, "loss": loss_sum / length}
@@ -465,7 +455,7 @@ def _train_interval(state, perm, data, keys, run_id, total, loop: _Loop, length:
         if x.shape[0]:
             for name, value in evaluate(state, x, y, loss=loop.loss).items():
                 metrics[f"{split}_{name}"] = value.astype(jnp.float32)
-    return state, perm, metrics
+    return state, metrics
 
 
 def _split_key(key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
@@ -477,21 +467,13 @@ def _split_key(key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
 def _segment(state, data, key, run_id, total, loop: _Loop, num_evals: int, tail: int):
     """``num_evals`` intervals of ``loop.eval_every`` steps, then ``tail`` more steps."""
     _, keys = _split_key(key)
-    perm = None
-    if loop.batch_mode == "shuffle":
-        epoch = state.step // (data.x_train.shape[0] // loop.batch_size)
-        perm = epoch_permutation(keys[0], epoch, data.x_train.shape[0])
 
-    def interval(carry, _):
-        state, perm = carry
-        state, perm, metrics = _train_interval(
-            state, perm, data, keys, run_id, total, loop, loop.eval_every
-        )
-        return (state, perm), metrics
+    def interval(state, _):
+        return _train_interval(state, data, keys, run_id, total, loop, loop.eval_every)
 
-    (state, perm), history = jax.lax.scan(interval, (state, perm), length=num_evals)
+    state, history = jax.lax.scan(interval, state, length=num_evals)
     if tail:
-        state, perm, last = _train_interval(state, perm, data, keys, run_id, total, loop, tail)
+        state, last = _train_interval(state, data, keys, run_id, total, loop, tail)
         history = jax.tree.map(lambda h, v: jnp.concatenate([h, v[None]]), history, last)
     return state, history
 

@@ -220,6 +220,45 @@ def test_shuffle_covers_each_epoch_exactly_once():
     assert len(set(partial.tolist())) == 9
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 65, 4000, 4097])
+def test_epoch_permutation_is_a_bijection(n):
+    perms = jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(3), e, n))(
+        jnp.arange(4)
+    )
+    for perm in np.asarray(perms):
+        np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+    if n >= 64:
+        assert not np.array_equal(perms[0], perms[1])
+        assert np.mean(perms[0] == np.arange(n)) < 0.1  # not near the identity
+
+
+def test_epoch_permutation_is_uniform_enough():
+    # where element i lands over 3000 epochs: every (element, position) pair of a 10-element
+    # shuffle has probability 1/10; chi-square over the 10x10 table (81 dof, 99.9% at 131)
+    n, epochs = 10, 3000
+    perms = np.asarray(
+        jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(0), e, n))(
+            jnp.arange(epochs)
+        )
+    )
+    counts = np.zeros((n, n))
+    for perm in perms:
+        counts[perm, np.arange(n)] += 1
+    expected = epochs / n
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 131, chi2
+    # consecutive positions are not correlated: the pair (perm[0], perm[1]) covers all 90
+    assert len({(a, b) for a, b in perms[:, :2].tolist()}) == n * (n - 1)
+
+
+def test_shuffled_positions_slices_the_permutation_under_vmap():
+    key = jax.random.PRNGKey(1)
+    perm = np.asarray(jdata.epoch_permutation(key, 5, 300))
+    steps = jnp.arange(3) + 5 * 3  # epoch 5 of 3 batches of 100
+    batches = jax.vmap(lambda s: jdata.batch_indices(key, s, 300, 100))(steps)
+    np.testing.assert_array_equal(np.asarray(batches).ravel(), perm)
+
+
 def test_sequential_is_the_notebook_and_replacement_is_pure():
     n, batch_size = 4000, 100
     for step in (0, 1, 39, 40, 1234):
