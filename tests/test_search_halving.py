@@ -120,6 +120,28 @@ def test_hyperband_brackets_follow_the_paper():
     assert [r["steps"] for r in firsts] == [1, 3, 9, 27]  # r_s = R 3^-s
     assert len(out.result) == 27 + 12 + 6 + 4
     assert out.best_value < 1e-3
+    assert out.result.configs[out.best_index] == out.best
+    assert out.result.metrics["loss"][out.best_index, 0] == pytest.approx(out.best_value)
+
+
+def test_hyperband_min_steps_sets_the_smallest_rung():
+    # R = 54, r_min = 2: s_max = floor(log3 27) = 3, brackets start at 2, 6, 18, 54 steps
+    out = search.hyperband(
+        decay_trial(),
+        {"lr": jopt.sweep.Uniform(0.0, 0.6)},
+        max_steps=54,
+        min_steps=2,
+        width=4,
+        metric="loss",
+        mode="min",
+        progress=False,
+    )
+    firsts = [r for r in out.history if r["rung"] == 0]
+    assert [r["steps"] for r in firsts] == [2, 6, 18, 54]
+    assert [len(r["configs"]) for r in firsts] == [27, 12, 6, 4]
+    assert out.result.info["min_steps"] == 2
+    assert min(r["steps"] for r in out.history) == 2
+    assert out.result.configs[out.best_index] == out.best
 
 
 @pytest.mark.parametrize(
@@ -137,6 +159,12 @@ def test_hyperband_brackets_follow_the_paper():
                 t, {"lr": jopt.sweep.Uniform(0, 1)}, max_steps=10, metric="loss"
             ),
             "multiple",
+        ),
+        (
+            lambda t, s: search.hyperband(
+                t, {"lr": jopt.sweep.Uniform(0, 1)}, max_steps=3, min_steps=9, metric="loss"
+            ),
+            "min_steps",
         ),
         (
             lambda t, s: search.successive_halving(t, s, min_steps=1, metric="acc", progress=False),

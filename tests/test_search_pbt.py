@@ -179,6 +179,21 @@ def test_traces_once_and_finds_a_decreasing_learning_rate():
     assert int(out.carry["opt"].count[0]) == 160
     lr = out.best["trajectory"]["learning_rate"]
     assert lr[0] > 0.02 and lr[-1] / lr[0] < 0.5, lr  # not simply the smallest lr throughout
+    # a second search with other starting values and another key reuses the compiled program
+    again = pbt(
+        trial,
+        [{"learning_rate": lr} for lr in np.geomspace(0.02, 0.3, 8).tolist()],
+        rounds=16,
+        ready_every=10,
+        metric="loss",
+        mode="min",
+        fraction=0.25,
+        key=1,
+        seeds_share_data=False,
+    )
+    assert len(traces) == 1
+    assert again.history["learning_rate"][0, 0] == pytest.approx(0.02)
+    assert not np.array_equal(again.history["parent"], out.history["parent"])
 
 
 def test_composes_with_fit_trial():

@@ -66,6 +66,12 @@ def test_static_values_split_groups_crossed_with_samples():
     space = sweep.random(3, 0, lr=sweep.LogUniform(0.01, 0.1), width=sweep.static([8, 16]))
     assert len(space) == 6
     assert [g[0] for g in space.groups()] == [{"width": 8}, {"width": 16}]
+    # a numeric Choice is dynamic unless marked static (a width changes shapes)
+    sampled = sweep.random(40, 0, width=sweep.Choice([8, 16, 32]), lr=sweep.Uniform(0, 1))
+    assert sampled.static_names == ()
+    marked = sweep.quasirandom(40, seed=0, width=sweep.Choice([8, 16, 32], static=True))
+    assert marked.static_names == ("width",)
+    assert sorted(g[0]["width"] for g in marked.groups()) == [8, 16, 32]
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ class SearchResult:
       history: the strategy's own record (rungs, brackets, ...).
       compute_steps: training steps spent on real configurations (padding excluded).
       padded_steps: training steps actually computed, padding rows included.
+      best_index: the row of ``best`` in ``result.configs`` (and in its metrics), e.g.
+        ``result.metrics["test_accuracy"][best_index]`` for the pick's held-out score.
     """
 
     result: SweepResult
@@ -49,6 +51,7 @@ class SearchResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     compute_steps: int = 0
     padded_steps: int = 0
+    best_index: int = -1
 
 
 def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -284,6 +287,7 @@ def successive_halving(
         history=history,
         compute_steps=compute,
         padded_steps=population.padded_steps,
+        best_index=best_index,
     )
 
 
@@ -293,15 +297,18 @@ def hyperband(
     *,
     max_steps: int,
     metric: str,
+    min_steps: int = 1,
     eta: int = 3,
     mode: str = "max",
     seed: int = 0,
+    width: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
 ) -> SearchResult:
     r"""Hyperband: successive halving in brackets from many-short to few-long runs.
 
-    With :math:`s_{max} = \lfloor \log_\eta R \rfloor` (``max_steps`` :math:`= R`), bracket
+    With :math:`s_{max} = \lfloor \log_\eta (R / r_{min}) \rfloor` (``max_steps``
+    :math:`= R`, ``min_steps`` :math:`= r_{min}`, the smallest run worth ranking), bracket
     :math:`s = s_{max}, \dots, 0` samples :math:`n_s = \lceil (s_{max}+1)\, \eta^s / (s+1)
     \rceil` configurations and runs successive halving from :math:`r_s = R \eta^{-s}` steps up
     to :math:`R` (Li et al. 2018, Algorithm 1). Each bracket is one population; within it,
@@ -313,6 +320,11 @@ def hyperband(
         lr=jopt.sweep.LogUniform(1e-4, 1))``), or a dict of jopt.sweep distributions.
       max_steps: :math:`R`, the most steps one configuration gets; must be a multiple of
         :math:`\eta^{s_{max}}` so that every rung is a whole number of steps.
+      min_steps: :math:`r_{min}`, the fewest steps a configuration is trained before it is
+        ranked (>= 1); e.g. an epoch, or as many steps as a learning-rate warmup. Larger
+        values mean fewer, less aggressive brackets.
+      width: configurations per compiled call in every bracket (default: each bracket's
+        ``n_s // eta``; a fixed width lets brackets share compiled programs).
       metric, eta, mode, devices, progress: as in ``successive_halving``.
       seed: seeds the sampling (bracket ``s`` uses ``fold_in(PRNGKey(seed), s)``) and the runs.
 
@@ -335,10 +347,10 @@ def hyperband(
       Li et al., `Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization
       <https://arxiv.org/abs/1603.06560>`_, JMLR 2018.
     """
-    _check_common(eta, 1, mode)
-    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= 1):
-        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}.")
-    s_max = math.floor(math.log(max_steps, eta) + 1e-9)
+    _check_common(eta, min_steps, mode)
+    if not (isinstance(max_steps, (int, np.integer)) and max_steps >= min_steps):
+        raise ValueError(f"max_steps must be an int >= min_steps ({min_steps}), got {max_steps!r}.")
+    s_max = math.floor(math.log(max_steps / min_steps, eta) + 1e-9)
     if max_steps % eta**s_max:
         fits = eta**s_max * math.ceil(max_steps / eta**s_max)
         raise ValueError(
@@ -354,7 +366,7 @@ def hyperband(
     metric_rows: list[dict[str, float]] = []
     history: list[dict[str, Any]] = []
     compute = padded = 0
-    best, best_value = None, None
+    best, best_value, best_index = None, None, -1
     for s in range(s_max, -1, -1):
         n_s = math.ceil((s_max + 1) * eta**s / (s + 1))
         r_s = max_steps // eta**s
@@ -370,6 +382,7 @@ def hyperband(
             max_steps=max_steps,
             mode=mode,
             seed=seed,
+            width=width,
             devices=devices,
             progress=progress,
             _bracket=s,
@@ -388,12 +401,14 @@ def hyperband(
             )
             if np.isfinite(value) and better:
                 best, best_value = dict(out.best), value
+                best_index = len(all_configs) - len(configs) + out.best_index
     names = sorted(metric_rows[0])
     metrics = {k: np.asarray([[row[k]] for row in metric_rows], np.float32) for k in names}
     info = {
         "strategy": "hyperband",
         "eta": eta,
         "max_steps": max_steps,
+        "min_steps": min_steps,
         "s_max": s_max,
         "compute_steps": compute,
         "padded_steps": padded,
@@ -403,4 +418,4 @@ def hyperband(
     )
     if best is None:
         raise ValueError("every configuration trained for max_steps diverged.")
-    return SearchResult(result, best, best_value, history, compute, padded)
+    return SearchResult(result, best, best_value, history, compute, padded, best_index)

@@ -280,7 +280,7 @@ def pbt(
     advance = jax.vmap(lambda c, h: trial.advance(c, h, ready_every))
 
     def one_round(state, r):
-        carry, extra = state
+        carry, extra, search_key = state
         carry = jax.lax.with_sharding_constraint(carry, sharding)
         hp = current(carry, extra)
         carry, metrics = advance(carry, hp)
@@ -323,14 +323,36 @@ def pbt(
             "metrics": {name: v[:n] for name, v in metrics.items()},
             "parent": parent[:n],
         }
-        return (carry, extra), record
+        return (carry, extra, search_key), record
 
-    @jax.jit
-    def run(carry, extra):
-        (carry, _), records = jax.lax.scan(one_round, (carry, extra), jnp.arange(rounds))
+    def run(carry, extra, search_key):
+        state = (carry, extra, search_key)
+        (carry, _, _), records = jax.lax.scan(one_round, state, jnp.arange(rounds))
         return carry, records
 
-    carry, records = run(carry, extra0)
+    # One compiled program per (trial, schedule, population shape, search settings): a second
+    # pbt call with new seeds or starting values reuses it.
+    program_key = (
+        id(trial),
+        rounds,
+        ready_every,
+        metric,
+        mode,
+        n,
+        width,
+        k,
+        tuple(factors.tolist()),
+        tuple(names),
+        tuple(searched),
+        tuple(sorted((name, tuple(map(float, b))) for name, b in bounds.items())),
+        tuple(where.items()),
+        tuple(d.id for d in mesh.devices.flat),
+        jax.tree.structure(carry),
+    )
+    program = _PROGRAMS.get(program_key)
+    if program is None:
+        program = _PROGRAMS[program_key] = (jax.jit(run), trial)
+    carry, records = program[0](carry, extra0, search_key)
     records = jax.device_get(records)
     carry = jax.tree.map(lambda x: x[:n], carry)
 
@@ -373,6 +395,10 @@ def pbt(
         "trajectory": {name: history[name][np.arange(rounds), lineage] for name in names},
     }
     return PBTResult(result, history, best, carry, metric, mode)
+
+
+# Compiled pbt programs; each entry keeps its trial alive so that ids are not reused.
+_PROGRAMS: dict[tuple, tuple[Any, Resumable]] = {}
 
 
 def plot_lineage(result: PBTResult, hparam: str, *, ax=None, log: bool | None = None):

@@ -82,7 +82,8 @@ def _distribution(name: str, dist: Any):
                 f"distributions[{name!r}]: optuna accepts only None, bool, int, float and str "
                 f"choices, got {options!r}."
             ) from error
-        return categorical, isinstance(dist, Static) or not numeric
+        static = isinstance(dist, Static) or dist.static or not numeric
+        return categorical, static
     raise TypeError(
         f"distributions[{name!r}]: unknown distribution {dist!r}; use jopt.sweep.Uniform, "
         "LogUniform, IntUniform, Choice or static([...])."
@@ -225,7 +226,11 @@ def tpe(
 
     Each static group of a batch is padded to ``batch_size`` configurations (repeating one),
     so every call has the same shapes and the trial is traced and compiled once per static
-    group for the whole search; a short last batch is padded the same way.
+    group for the whole search; a short last batch is padded the same way. The price is
+    compute: a batch that splits into ``g`` static groups computes ``g * batch_size`` runs
+    for ``batch_size`` trials. With a static choice, keep ``g`` small or make the choice
+    dynamic where the trial allows it (a numeric ``Choice`` is dynamic; a width can often be
+    a mask over the largest width).
 
     Persistence and several processes: with ``storage="sqlite:///search.db"`` (any optuna
     storage URL or object) and a ``study_name``, the study lives in the database.

@@ -128,12 +128,26 @@ class IntUniform:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of ``options``, equally likely; non-numeric options are static."""
+    """One of ``options``, equally likely.
+
+    Numeric options are dynamic (vmapped, one program for all of them) unless
+    ``static=True``; non-numeric options are always static. Use ``static=True`` for numbers
+    that change shapes, such as a hidden width or a batch size.
+
+    Examples:
+      >>> import jopt
+      >>> space = jopt.sweep.random(4, 0, width=jopt.sweep.Choice([32, 64], static=True),
+      ...                           lr=jopt.sweep.LogUniform(1e-3, 1.0))
+      >>> space.static_names, len(space.groups()) <= 2
+      (('width',), True)
+    """
 
     options: tuple
+    static: bool = False
 
-    def __init__(self, options: Sequence[Any]):
+    def __init__(self, options: Sequence[Any], static: bool = False):
         object.__setattr__(self, "options", tuple(options))
+        object.__setattr__(self, "static", bool(static))
         if not self.options:
             raise ValueError("Choice needs at least one option.")
 
@@ -298,7 +312,7 @@ def _space_from_unit(n: int, unit: np.ndarray, dists: Mapping[str, Any]) -> Spac
     static_names += [
         k
         for k, d in dists.items()
-        if isinstance(d, Choice) and not all(map(_is_dynamic, d.options))
+        if isinstance(d, Choice) and (d.static or not all(map(_is_dynamic, d.options)))
     ]
     return Space(configs, static_names)
 
