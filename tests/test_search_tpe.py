@@ -1,6 +1,7 @@
 """jopt.search.tpe: optuna samplers asking batches that run as one vmapped, cached program."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -159,8 +160,11 @@ def _worker(tmp_path, storage, name, n_trials, kill_after=0, pause=0.0):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
     command = [sys.executable, str(script), storage, name, str(n_trials), str(kill_after)]
+    # the repository on the path, so the worker imports this checkout's jopt even uninstalled
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
-        [*command, str(pause)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, str(pause)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
