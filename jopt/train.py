@@ -496,6 +496,13 @@ def _accumulating(
     tx: optax.GradientTransformation, accumulate: int | Callable[[Array], Array]
 ) -> optax.GradientTransformation:
     # Cached so that repeated fit calls with the same tx hit the compilation cache.
+    if callable(accumulate):
+        schedule = accumulate
+
+        def accumulate(count):
+            # optax's schedules return floats; MultiSteps' counters must stay integers
+            return jnp.round(schedule(count)).astype(jnp.int32)
+
     return optax.MultiSteps(tx, every_k_schedule=accumulate).gradient_transformation()
 
 

@@ -358,3 +358,16 @@ def test_regression_with_mse_reaches_the_noise_floor():
     )
     assert sorted(history) == ["loss", "step", "test_loss", "train_loss"]
     assert float(history["test_loss"][-1]) < 0.02  # noise variance 0.01
+
+
+def test_accumulate_accepts_optax_float_schedules():
+    # piecewise_constant_schedule returns floats: 20 updates of 1 minibatch, 20 of 2, then 4s
+    schedule = optax.piecewise_constant_schedule(1, {20: 2, 40: 2})
+    from jopt import models, rules
+
+    state, _ = fit(
+        models.Linear(), rules.sgd(0.1), jdata.digits(), steps=100, batch_size=32,
+        key=jax.random.PRNGKey(0), accumulate=schedule, progress=False,
+    )  # fmt: skip
+    assert int(state.opt_state.gradient_step) == 20 + 20 + 40 // 4
+    assert state.opt_state.mini_step.dtype == jnp.int32
