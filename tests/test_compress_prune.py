@@ -109,6 +109,42 @@ def test_traced_sparsity_under_vmap_each_member_exact():
         assert sum(n_zeros(k[i]) for k in kernels(batched)) == expected_k(s, N_TOTAL)
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope):
+    """Members whose masks change at different steps (traced begin steps), batched twice
+    (as sweep.run does: configurations x seeds), give each member's own run exactly."""
+    params = make_params()
+
+    def run(s, begin, seed):
+        tx = optax.chain(jopt.sgd(0.1), prune(gradual(s, begin, begin + 6, 2), scope=scope))
+
+        def step(carry, t):
+            p, state = carry
+            grads = jax.tree.map(
+                lambda x: jax.random.normal(jax.random.fold_in(seed, t), x.shape), p
+            )
+            updates, state = tx.update(grads, state, p)
+            return (optax.apply_updates(p, updates), state), None
+
+        (p, _), _ = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(12))
+        return p
+
+    sparsities, begins = jnp.array([0.3, 0.8, 0.95]), jnp.array([0, 3, 5])
+    seeds = jax.random.split(jax.random.PRNGKey(0), 2)
+    batched = jax.jit(jax.vmap(jax.vmap(run, in_axes=(None, None, 0)), in_axes=(0, 0, None)))(
+        sparsities, begins, seeds
+    )
+    # the batched program still branches: the selection is under a cond, not a select
+    jaxpr = jax.make_jaxpr(jax.vmap(run, in_axes=(0, 0, None)))(sparsities, begins, seeds[0])
+    assert "cond" in str(jaxpr)
+    single = jax.jit(run)
+    for i in range(3):
+        for j in range(2):
+            alone = single(sparsities[i], begins[i], seeds[j])
+            member = jax.tree.map(lambda x: x[i, j], batched)
+            jax.tree.map(np.testing.assert_array_equal, member, alone)
+
+
 def test_scheduled_sparsity_exact_every_step_and_monotone_masks():
     schedule = gradual(0.9, begin_step=2, end_step=22, every=4)
     tx = optax.chain(jopt.sgd(0.1), prune(schedule))
@@ -210,6 +246,37 @@ def test_gradual_matches_formula():
     np.testing.assert_allclose(finals, [0.5 - 0.5 * 0.5**3, 0.9 - 0.9 * 0.5**3], rtol=1e-6)
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_begin_step_prunes_nothing_before_then_exactly_the_sparsity(scope):
+    tx = optax.chain(jopt.sgd(0.1), prune(0.6, scope=scope, begin_step=3))
+    params = make_params()
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    for t in range(6):
+        updates, state = step(random_like(params, 200 + t), state, params)
+        params = optax.apply_updates(params, updates)
+        zeros = sum(n_zeros(k) for k in kernels(params))
+        assert zeros == (0 if t < 3 else expected_k(0.6, N_TOTAL)), t
+
+
+def test_begin_step_traced_under_vmap_and_with_a_schedule():
+    params, updates = make_params(), random_like(make_params(), 3)
+
+    def zeros_after(n_steps, begin):
+        tx = prune(gradual(0.8, 0, 4, 1), begin_step=begin)
+        state, p = tx.init(params), params
+        for _ in range(n_steps):
+            u, state = tx.update(updates, state, p)
+            p = optax.apply_updates(p, u)
+        return sum(jnp.sum(k == 0) for k in kernels(p))
+
+    # the schedule runs on the global count; begin_step only holds it at 0 before
+    counts = jax.jit(jax.vmap(lambda b: zeros_after(6, b)))(jnp.array([0, 2, 6]))
+    assert counts.tolist() == [expected_k(0.8, N_TOTAL), expected_k(0.8, N_TOTAL), 0]
+    schedule = gradual(0.8, 0, 4, 1)
+    assert int(zeros_after(3, 2)) == expected_k(float(schedule(2)), N_TOTAL)
+
+
 def test_saliency_prunes_by_weight_times_update():
     params = {"kernel": jnp.array([[4.0, 3.0], [2.0, 1.0]])}
     updates = {"kernel": jnp.array([[-1e-3, 1e-1], [1e-1, -1.0]])}
@@ -250,6 +317,12 @@ def test_bad_arguments():
         gradual(1.0, 0, 10, 1)
     with pytest.raises(ValueError, match="end_step"):
         gradual(0.5, 10, 10, 1)
+    with pytest.raises(ValueError, match="begin_step"):
+        prune(0.5, begin_step=-1)
+    with pytest.raises(ValueError, match="begin_step"):
+        prune(None, structure="2:4", begin_step=10)
+    with pytest.raises(ValueError, match=r"sparsity.*\[0, 1\)"):
+        prune(1.5, begin_step=10)  # checked before it becomes a schedule
 
 
 def test_size_report_sparse_relative_index_and_bitmask():
