@@ -39,6 +39,12 @@ else:
     MOMENTA = [1 - 2.0**-k for k in range(8)]  # 1 - beta = 1, 1/2, ..., 1/128
     SEEDS, STEPS = 3, 2000
 BATCH_SIZE = 100
+# Fixed before the full run (card 4A, pass A, heavy-ball part)
+PASS_CRITERION = (
+    "the least-squares slope of log(best lr) against log(1 - momentum), best lr per momentum "
+    "on seed-mean validation accuracy, lies in [0.7, 1.3] (card 4A); reproduced if it does, "
+    "partly if it lies in [0.4, 1.6], else not reproduced"
+)
 OUT_DIR = Path(args.out_dir or ("runs/lr_momentum_sweep" if args.quick else "paper_figures"))
 
 # DATA: train / validation (for selection) / test (for the report)
@@ -102,6 +108,13 @@ with np.errstate(all="ignore"):
     best_lr = np.asarray(LEARNING_RATES)[np.nanargmax(np.nan_to_num(val, nan=-1.0), axis=0)]
 slope = float(np.polyfit(np.log(1 - np.asarray(MOMENTA)), np.log(best_lr), 1)[0])
 print(f"slope of log(best lr) vs log(1 - momentum): {slope:+.2f} (heavy ball: about +1)")
+if 0.7 <= slope <= 1.3:
+    verdict = "reproduced"
+elif 0.4 <= slope <= 1.6:
+    verdict = "partly"
+else:
+    verdict = "not reproduced"
+print(f"verdict: {verdict} ({PASS_CRITERION})")
 
 OUT_DIR.mkdir(parents=True, exist_ok=True)
 record = {
@@ -109,7 +122,9 @@ record = {
     "Training (JMLR); Smith et al. 2018 (noise scale eps / (B (1 - m)))",
     "claim": "for heavy-ball SGD the good learning rates lie on lr / (1 - momentum) = const "
     "(slope of log best-lr vs log(1 - momentum) about 1)",
+    "pass_criterion": PASS_CRITERION,
     "measured": {"slope": slope, "best": best, "test_accuracy": float(test_acc)},
+    "verdict": verdict,
     "command": "python -m experiments.lr_momentum_sweep" + (" --quick" if args.quick else ""),
     "wall_time_s": wall,
     "learning_rates": LEARNING_RATES,

@@ -1,5 +1,6 @@
 """jopt.sweep: spaces, the vmapped runner against per-config runs, chunks, devices, resume."""
 
+import math
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 import jopt
 from jopt import sweep
+from jopt.sweep import runner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep_trial import SPACE, trial
@@ -146,6 +148,19 @@ def test_chunked_and_sharded_equal_unchunked(reference):
         result = sweep.run(trial, SPACE, seeds=2, chunk_size=chunk_size, progress=False)
         for name in reference.metrics:
             np.testing.assert_allclose(result.metrics[name], reference.metrics[name], rtol=1e-5)
+
+
+def test_default_cpu_chunks_are_equal_and_pad_little():
+    n_dev = len(jax.devices())
+    per_call = runner.CPU_CONFIGS_PER_DEVICE * n_dev
+    n = per_call + per_call // 2 + 1  # needs two calls
+    result = sweep.run(
+        lambda hp, key: {"v": hp["x"] * 2.0}, sweep.grid(x=list(range(n))), progress=False
+    )
+    chunk = result.info["groups"][0]["chunk_size"]
+    assert chunk <= per_call and math.ceil(n / chunk) == 2
+    assert 2 * chunk - n < 2 * n_dev  # equal halves rounded up to the devices
+    np.testing.assert_array_equal(result.metrics["v"][:, 0], 2.0 * np.arange(n))
 
 
 def test_auto_chunk_size_respects_the_memory_budget():

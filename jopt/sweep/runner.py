@@ -190,8 +190,9 @@ def run(
         ``jax.random.PRNGKey(s)`` for every configuration (common random numbers).
       chunk_size: configurations per compiled call (rounded up to a multiple of the device
         count; the last chunk is padded, never recompiled). None: on accelerators the whole
-        group at once; on CPU devices ``CPU_CONFIGS_PER_DEVICE`` (8) per device, which is
-        faster there than one wide batch.
+        group at once; on CPU devices at most ``CPU_CONFIGS_PER_DEVICE`` (8) per device,
+        which is faster there than one wide batch, in equal chunks that pad as little as
+        possible.
         ``"auto"``: the largest chunk whose compiled memory fits ``memory_budget`` (one extra
         small compilation per group measures it).
       checkpoint_dir: where finished chunks are written (atomically). Rerunning the same call
@@ -381,7 +382,10 @@ def _chunk_size(
     round_up = lambda n: n_dev * math.ceil(n / n_dev)
     if chunk_size is None:
         if config_sharding.mesh.devices.flat[0].platform == "cpu":
-            return round_up(min(n_todo, CPU_CONFIGS_PER_DEVICE * n_dev))
+            # at most CPU_CONFIGS_PER_DEVICE per device, in equal chunks so that little is
+            # padded (26 configs on 2 devices: 2 chunks of 14, not 16 + 16)
+            calls = math.ceil(n_todo / (CPU_CONFIGS_PER_DEVICE * n_dev))
+            return round_up(math.ceil(n_todo / calls))
         return round_up(n_todo)
     if chunk_size != "auto":
         return round_up(min(int(chunk_size), n_todo))
