@@ -26,7 +26,7 @@ from jopt import (
     train,
 )
 from jopt.hyperparams import HyperparamState, hparams, scale_hparams, set_hparams
-from jopt.rules import adagrad, adam, adamw, from_rule, lion, momentum, rmsprop, sgd
+from jopt.rules import adagrad, adam, adamw, from_rule, lion, momentum, one_of, rmsprop, sgd
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [
     "metrics",
     "models",
     "momentum",
+    "one_of",
     "plot",
     "regularizers",
     "rmsprop",

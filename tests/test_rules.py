@@ -234,3 +234,35 @@ def test_bfloat16_params_keep_their_dtype():
     tx = jopt.adam(1e-3)
     updates, _ = tx.update(params, tx.init(params), params)
     assert updates.dtype == jnp.bfloat16
+
+
+def test_one_of_equals_each_optimizer_and_vmaps_over_the_choice():
+    txs = [jopt.sgd(0.05), jopt.momentum(0.05, beta=0.9), jopt.adam(0.05)]
+    x0 = jnp.array([1.0, -2.0, 0.5])
+
+    def run(tx, steps=20):
+        x, state = x0, tx.init(x0)
+        for _ in range(steps):
+            updates, state = tx.update(2 * x + jnp.sin(x), state, x)
+            x = x + updates
+        return x, state
+
+    traces = []
+
+    def chosen(index):
+        traces.append(index)
+        return run(jopt.one_of(index, txs))[0]
+
+    batched = jax.jit(jax.vmap(chosen))(jnp.arange(3.0))
+    assert len(traces) == 1  # one program for the three optimizers
+    for k, tx in enumerate(txs):
+        alone, _ = run(tx)
+        np.testing.assert_allclose(batched[k], alone, rtol=1e-6)
+        np.testing.assert_allclose(run(jopt.one_of(k, txs))[0], alone, rtol=1e-6)
+    # only the chosen optimizer's state advances; the others stay at their init
+    _, state = run(jopt.one_of(2, txs))
+    assert int(state[2].count) == 20 and int(state[0].count) == 0
+    with pytest.raises(ValueError, match="index"):
+        jopt.one_of(3, txs)
+    with pytest.raises(TypeError, match="txs"):
+        jopt.one_of(0, [])
