@@ -178,3 +178,66 @@ def test_size_report_matches_storage():
         assert report["bytes_after"] == quantize_params(params, bits=bits).nbytes
         assert report["bytes_before"] == sum(4 * p.size for p in jax.tree.leaves(params))
     assert size_report(params, clusters=16)["bytes_after"] == share_nbytes(params, 16)
+
+
+def test_grid_scale_equals_the_frexp_ldexp_closed_form():
+    from jopt.compress.quantize import _grid_scale
+
+    rng = np.random.default_rng(0)
+    amax = np.concatenate([rng.lognormal(0, 8, 20000), [0.0, 1.0, 0.5, 2.0**-100, 3e38]])
+    amax = amax.astype(np.float32)  # raw stays normal: XLA on CPU flushes subnormals to zero
+    for bits in range(1, 17):
+        # qmax = 1: the division is XLA's (it may differ from numpy's by an ulp), not under test
+        fraction, exponent = np.frexp(amax)
+        m = 22 - bits  # ceil to an m-bit significand
+        expected = np.where(amax > 0, np.ldexp(np.ceil(np.ldexp(fraction, m)), exponent - m), 1)
+        np.testing.assert_array_equal(_grid_scale(amax, 1.0, bits), expected.astype(np.float32))
+
+
+def _bc_run(tx, params, grads, steps):
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(grads, state, params)
+        new = optax.apply_updates(params, updates)
+        return (new, state), new["w"]["kernel"]
+
+    (params, state), history = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+    return params, state, history
+
+
+def test_binary_connect_deterministic_closed_form():
+    from jopt.compress import binary_connect
+
+    params = {"w": make_params()["dense_0"]}
+    grads = random_like(params, 3, scale=1.0)
+    h = np.sqrt(6.0 / (40 + 100))  # Glorot bound of a 40x100 kernel
+    tx = optax.chain(jopt.sgd(0.01), binary_connect())
+    new, state, history = jax.jit(lambda p: _bc_run(tx, p, grads, 5))(params)
+    latent = np.clip(np.asarray(params["w"]["kernel"]), -h, h)  # init clips the latent
+    for _ in range(5):  # the closed form: clipped accumulation of the constant sgd step
+        latent = np.clip(latent - 0.01 * np.asarray(grads["w"]["kernel"]), -h, h)
+    bc = state[1].inner
+    np.testing.assert_allclose(bc.latent["w"]["kernel"], latent, atol=1e-6)
+    np.testing.assert_allclose(bc.scale["w"]["kernel"], h, rtol=1e-6)
+    np.testing.assert_array_equal(new["w"]["kernel"], np.where(latent >= 0, h, -h).astype("f4"))
+    np.testing.assert_allclose(np.abs(history), h, rtol=2.0**-22)  # +-H up to an ulp
+    np.testing.assert_array_equal(history[-1] > 0, latent >= 0)
+    plain = optax.apply_updates(params, jax.tree.map(lambda g: -0.05 * g, grads))
+    np.testing.assert_allclose(new["w"]["bias"], plain["w"]["bias"], atol=1e-6)
+
+
+def test_binary_connect_stochastic_frequency_is_the_hard_sigmoid():
+    from jopt.compress import binary_connect
+
+    latent = jnp.linspace(-1.5, 1.5, 61)[:, None] * jnp.ones((1, 4))  # |l| > H clips
+    params = {"w": {"kernel": latent}}
+    zero = {"w": {"kernel": jnp.zeros_like(latent)}}
+    tx = binary_connect(scale=1.0, stochastic=True, key=jax.random.PRNGKey(5))
+    _, _, history = jax.jit(lambda p: _bc_run(tx, p, zero, 2000))(params)
+    frequency = np.asarray((history > 0).mean(axis=(0, 2)))  # (61,)
+    expected = np.clip((np.clip(latent[:, 0], -1, 1) + 1) / 2, 0, 1)
+    np.testing.assert_allclose(frequency, expected, atol=0.03)  # 4 sigma of 8000 draws
+    mean = np.asarray(history.mean(axis=(0, 2)))  # unbiased: E[theta] = clip(l, -H, H)
+    np.testing.assert_allclose(mean, np.clip(latent[:, 0], -1, 1), atol=0.06)
+    with pytest.raises(ValueError, match="scale"):
+        binary_connect(scale=0.0)

@@ -132,3 +132,42 @@ def test_bad_clusters(bad):
         share_weights(bad)
     with pytest.raises(ValueError, match="clusters"):
         kmeans(jnp.ones(4), bad)
+
+
+def test_short_mantissa_equals_the_frexp_round_ldexp_closed_form():
+    from jopt.compress.share import _short
+
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0, 8, 20000) * rng.choice([-1.0, 1.0], 20000)
+    ties = 1.0 + np.arange(2000) * 2.0**-16 + 2.0**-17  # halfway: rounds to the even neighbour
+    x = np.concatenate([x, ties, -ties, [0.0, 1.0, -0.75]]).astype(np.float32)
+    fraction, exponent = np.frexp(x)
+    expected = np.ldexp(np.round(np.ldexp(fraction, 16)), exponent - 16).astype(np.float32)
+    np.testing.assert_array_equal(_short(x), expected)
+
+
+def test_exclude_zeros_keeps_pruned_weights_at_zero_and_out_of_the_sums():
+    w = make_params()["dense_1"]["kernel"]
+    pruned = jnp.where(jnp.abs(w) > 0.1, w, 0.0)  # ~30% zeros
+    zeros = np.asarray(pruned) == 0
+    centroids, assignments = kmeans(pruned, 8, iterations=200, exclude_zeros=True)
+    np.testing.assert_array_equal(np.asarray(assignments) == -1, zeros)
+    for j in range(8):  # each centroid is the mean of its nonzero members (Lloyd's fixed point)
+        members = np.asarray(pruned)[np.asarray(assignments) == j]
+        if members.size:
+            np.testing.assert_allclose(centroids[j], members.mean(), rtol=1e-4, atol=1e-6)
+    params = {"k": pruned}
+    grads = {"k": jnp.ones_like(pruned)}
+    tx = optax.chain(jopt.sgd(1e-3), share_weights(8, exclude_zeros=True))
+    state = tx.init(params)
+    c0 = state[1].inner.centroids["k"]
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    new = np.asarray(params["k"])
+    assert np.all(new[zeros] == 0.0) and np.all(new[~zeros] != 0.0)
+    assert len(np.unique(new[~zeros])) <= 8
+    own = np.asarray(state[1].inner.assignments["k"])  # share_weights' own 20-iteration k-means
+    np.testing.assert_array_equal(own == -1, zeros)
+    counts = np.bincount(own[~zeros], minlength=8)  # closed form: c_j - 3 lr n_j
+    np.testing.assert_allclose(state[1].inner.centroids["k"], c0 - 3e-3 * counts, atol=1e-4)

@@ -20,9 +20,11 @@ from jopt.compress.gradients import (
 )
 from jopt.compress.prune import PruneState, gradual, prune, sparsity, sparsity_jnp
 from jopt.compress.quantize import (
+    BinaryConnectState,
     QuantizedArray,
     QuantizedParams,
     QuantizeState,
+    binary_connect,
     fake_quantize,
     quantize,
     quantize_params,
@@ -31,6 +33,7 @@ from jopt.compress.report import size_report
 from jopt.compress.share import ShareState, kmeans, share_nbytes, share_weights
 
 __all__ = [
+    "BinaryConnectState",
     "PowersgdState",
     "PruneState",
     "QsgdState",
@@ -40,6 +43,7 @@ __all__ = [
     "ShareState",
     "SignState",
     "TopkState",
+    "binary_connect",
     "fake_quantize",
     "gradual",
     "kmeans",
