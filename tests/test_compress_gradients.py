@@ -204,6 +204,58 @@ def test_qsgd_key_changes_between_steps_and_zero_gradient_stays_zero():
     assert state1.inner.residual is None
 
 
+def test_qsgd_and_powersgd_seed_may_be_a_key_also_under_vmap():
+    key = jax.random.PRNGKey(7)
+    by_int = compress.qsgd(2, seed=7).init(GRADS).inner.key
+    by_key = compress.qsgd(2, seed=key).init(GRADS).inner.key
+    np.testing.assert_array_equal(by_key, by_int)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    batched = jax.vmap(lambda k: compress.qsgd(2, seed=k).init(GRADS).inner.key)(keys)
+    np.testing.assert_array_equal(batched, keys)  # one independent key per simulated worker
+    q_int = compress.powersgd(1, seed=7).init(MATRIX_GRADS).inner.q
+    q_key = compress.powersgd(1, seed=key).init(MATRIX_GRADS).inner.q
+    for a, b in zip(jax.tree.leaves(q_key), jax.tree.leaves(q_int), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="shape"):
+        compress.qsgd(2, seed=np.zeros((3,), np.uint32))
+
+
+def test_qsgd_buckets_closed_forms():
+    n, d, levels = 1000, 64, 4
+    v = jax.random.normal(jax.random.PRNGKey(3), (n,)) * jnp.linspace(0.1, 3.0, n)
+    whole = compress.qsgd(levels, seed=5)
+    # a bucket as long as the leaf is the unbucketed quantizer, draw for draw
+    same = compress.qsgd(levels, seed=5, bucket_size=n)
+    np.testing.assert_array_equal(
+        whole.update(v, whole.init(v))[0], same.update(v, same.init(v))[0]
+    )
+    tx = compress.qsgd(levels, seed=5, bucket_size=d)
+    sent, state = tx.update(v, tx.init(v))
+    n_buckets = math.ceil(n / d)  # 16, the last one holds 40 entries
+    assert float(state.inner.bits_sent) == 32 * n_buckets + n * (1 + 3)
+    padded = np.pad(np.asarray(v), (0, n_buckets * d - n)).reshape(n_buckets, d)
+    norms = np.linalg.norm(padded, axis=1, keepdims=True)
+    scaled = np.abs(np.pad(np.asarray(sent), (0, n_buckets * d - n)).reshape(n_buckets, d))
+    scaled = scaled / norms * levels  # each bucket on its own grid {0, 1/s, ..., 1} x norm
+    np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-4)
+    # exact variance sum_b ||v_b||^2 / s^2 sum p (1 - p), under min(d/s^2, sqrt(d)/s) ||v||^2
+    r = levels * np.abs(padded) / norms
+    p = r - np.floor(r)
+    exact = float(np.sum(norms[:, 0] ** 2 / levels**2 * np.sum(p * (1 - p), axis=1)))
+    assert exact <= min(d / levels**2, math.sqrt(d) / levels) * float(np.sum(padded**2))
+
+    def squared_error(key):
+        tx = compress.qsgd(levels, seed=key, bucket_size=d)
+        return jnp.sum((tx.update(v, tx.init(v))[0] - v) ** 2)
+
+    errors = np.asarray(
+        jax.jit(jax.vmap(squared_error))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    )
+    assert abs(errors.mean() - exact) <= 4 * errors.std() / math.sqrt(len(errors))
+    with pytest.raises(ValueError, match="bucket_size"):
+        compress.qsgd(levels, bucket_size=0)
+
+
 def test_qsgd_with_error_feedback_conserves_mass():
     grads_seq = _stream(20)
     sent, state = _run(compress.qsgd(2, error_feedback=True), grads_seq)

@@ -196,7 +196,19 @@ def _check_seed(kind: str, seed: Any) -> None:
         isinstance(seed, (jax.Array, np.ndarray)) and jnp.issubdtype(seed.dtype, jnp.integer)
     )
     if isinstance(seed, bool) or not integral:
-        raise TypeError(f"{kind}: seed must be an integer, got {seed!r}.")
+        raise TypeError(f"{kind}: seed must be an integer or a PRNG key, got {seed!r}.")
+    if np.ndim(seed) not in (0, 1) or (np.ndim(seed) == 1 and np.shape(seed) != (2,)):
+        raise TypeError(
+            f"{kind}: seed must be an integer or a PRNG key of shape (2,), got shape "
+            f"{np.shape(seed)}."
+        )
+
+
+def _seed_key(seed: Any) -> jax.Array:
+    """The PRNG key of ``seed``: ``PRNGKey(seed)`` for an integer, the key itself for a key."""
+    if np.ndim(seed) == 1:  # a raw uint32 key, possibly traced (one key per vmapped worker)
+        return jnp.asarray(seed, jnp.uint32)
+    return jax.random.PRNGKey(seed)
 
 
 # --- top-k --------------------------------------------------------------------------------------
@@ -400,16 +412,27 @@ def _level_bits(s: jax.Array) -> jax.Array:
     return jnp.sum(powers <= s).astype(jnp.float32)
 
 
-def _qsgd_leaf(v: jax.Array, key: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array, None]:
-    norm = jnp.sqrt(jnp.sum(jnp.square(v.astype(jnp.float32))))
+def _qsgd_leaf(
+    v: jax.Array, key: jax.Array, s: jax.Array, bucket_size: int | None = None
+) -> tuple[jax.Array, jax.Array, None]:
+    n = v.size
+    d = n if bucket_size is None else min(bucket_size, n)
+    n_buckets = -(-n // d)
+    # Zero padding fills the last bucket: zeros add nothing to its norm and quantize to 0.
+    buckets = jnp.pad(v.reshape(-1).astype(jnp.float32), (0, n_buckets * d - n))
+    buckets = buckets.reshape(n_buckets, d)
+    norm = jnp.sqrt(jnp.sum(jnp.square(buckets), axis=1, keepdims=True))
     safe = jnp.where(norm > 0, norm, 1.0)
-    r = jnp.minimum(s * jnp.abs(v) / safe, s)  # in [0, s], also after rounding
+    r = jnp.minimum(s * jnp.abs(buckets) / safe, s)  # in [0, s], also after rounding
     low = jnp.floor(r)
-    # Round up with probability r - l, so E[xi] = r / s: unbiased.
-    up = jax.random.uniform(key, v.shape) < (r - low)
+    # Round up with probability r - l, so E[xi] = r / s: unbiased. (Drawn in the leaf's own
+    # shape without buckets, so bucket_size=None keeps the original random stream.)
+    shape = v.shape if bucket_size is None else buckets.shape
+    up = jax.random.uniform(key, shape).reshape(buckets.shape) < (r - low)
     xi = (low + up) / s
-    quantized = jnp.where(norm > 0, norm * jnp.sign(v) * xi, 0.0)
-    return quantized.astype(v.dtype), 32.0 + v.size * (1.0 + _level_bits(s)), None
+    quantized = jnp.where(norm > 0, norm * jnp.sign(buckets) * xi, 0.0)
+    quantized = quantized.reshape(-1)[:n].reshape(v.shape).astype(v.dtype)
+    return quantized, 32.0 * n_buckets + n * (1.0 + _level_bits(s)), None
 
 
 _LEVELS = Check(
@@ -422,6 +445,7 @@ def qsgd(
     levels: ScalarOrSchedule,
     seed: int = 0,
     *,
+    bucket_size: int | None = None,
     error_feedback: bool = False,
     mask: Mask = None,
     name: str | None = None,
@@ -443,14 +467,28 @@ def qsgd(
     anyway (then :math:`Q_s` is applied to :math:`g_t + e_{t-1}`). The PRNG key lives in the
     state, seeded by ``seed`` and split at every step; leaves get independent keys.
 
-    **Bits** per compressed leaf: :math:`32 + n\,(1 + \lceil \log_2(s + 1) \rceil)`, the
-    float32 norm plus a sign and a level in :math:`\{0, \dots, s\}` per entry, in fixed-width
-    code (the paper's Elias coding of sparse levels would send fewer).
+    **Buckets.** With ``bucket_size`` :math:`d`, each leaf is flattened and cut into
+    :math:`\lceil n/d \rceil` consecutive buckets (the last one zero-padded), and each bucket
+    :math:`v_b` is quantized with its own norm :math:`\|v_b\|_2`, as in the paper's experiments.
+    The variance then scales with :math:`d` instead of :math:`n`:
+
+    .. math::
+      \mathbb{E}\|Q_s(v) - v\|_2^2 = \sum_b \frac{\|v_b\|_2^2}{s^2} \sum_{i \in b} p_i (1 - p_i)
+      \le \min(d/s^2, \sqrt{d}/s)\,\|v\|_2^2, \qquad p_i = s|v_i|/\|v_b\|_2 - l_i.
+
+    **Bits** per compressed leaf: :math:`32 \lceil n/d \rceil + n\,(1 + \lceil \log_2(s + 1)
+    \rceil)` (:math:`d = n` without buckets), a float32 norm per bucket plus a sign and a level
+    in :math:`\{0, \dots, s\}` per entry, in fixed-width code (the paper's Elias coding of
+    sparse levels would send fewer).
 
     Args:
       levels: :math:`s`, an integer >= 1: a float, a JAX scalar (may be traced; a traced value
         is used as given, so keep it integral) or a schedule.
-      seed: the integer seed of the PRNG key kept in the state.
+      seed: the integer seed of the PRNG key kept in the state, or that key itself (uint32,
+        shape ``(2,)``; may be traced, so ``jax.vmap`` over keys gives simulated workers
+        independent rounding: ``jax.vmap(lambda k: qsgd(s, seed=k).init(params))(keys)``).
+      bucket_size: :math:`d`, a Python int >= 1, the entries that share one norm (static);
+        default None, one bucket per leaf.
       error_feedback: keep a residual as the biased compressors do (static); default False.
       mask: which leaves to compress (static); default all.
       name: optional label for ``jopt.hparams``.
@@ -460,7 +498,8 @@ def qsgd(
       ``levels`` is in ``jopt.hparams``.
 
     Raises:
-      ValueError: if a concrete ``levels`` is not an integer >= 1.
+      ValueError: if a concrete ``levels`` is not an integer >= 1, or ``bucket_size`` is not a
+        Python int >= 1 or None.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -479,11 +518,20 @@ def qsgd(
     """
     _check_bool("qsgd", "error_feedback", error_feedback)
     _check_seed("qsgd", seed)
+    if bucket_size is not None and (
+        isinstance(bucket_size, bool)
+        or not isinstance(bucket_size, (int, np.integer))
+        or bucket_size < 1
+    ):
+        raise ValueError(
+            f"qsgd: bucket_size must be a Python int >= 1 or None, got {bucket_size!r}."
+        )
+    bucket_size = None if bucket_size is None else int(bucket_size)
 
     def init(params, hp):
         del hp
         residual = _zeros_like(params) if error_feedback else None
-        key = jax.random.PRNGKey(seed)
+        key = _seed_key(seed)
         return QsgdState(key, residual, _zero_bits(), _bits_dense(params))
 
     def update(grads, state, params, hp):
@@ -491,7 +539,7 @@ def qsgd(
         key, step_key = jax.random.split(state.key)
         n_leaves = len(jax.tree.leaves(grads))
         leaf_keys = jax.random.split(step_key, max(n_leaves, 1))
-        leaf_args = [(leaf_keys[i], hp["levels"]) for i in range(n_leaves)]
+        leaf_args = [(leaf_keys[i], hp["levels"], bucket_size) for i in range(n_leaves)]
         sent, residual, bits, _ = _error_feedback(
             _qsgd_leaf, grads, state.residual, mask, leaf_args
         )
@@ -555,7 +603,7 @@ def powersgd(
         shapes of :math:`P` and :math:`Q` (and of ``Q`` in the state), so it is static: it
         cannot be a traced value or a schedule, and it is not in ``jopt.hparams``.
       error_feedback: keep the residual :math:`e` (static); default True, as in the paper.
-      seed: the integer seed of the initial :math:`Q`.
+      seed: the integer seed of the initial :math:`Q`, or a PRNG key (uint32, shape ``(2,)``).
       mask: which leaves to compress (static; leaves with ``ndim < 2`` never are); default all.
       name: optional label (``powersgd`` has no numeric hyperparameters).
 
@@ -599,7 +647,7 @@ def powersgd(
         del hp
         leaves, treedef = jax.tree.flatten(params)
         flat_on = _resolve(mask, params)
-        keys = jax.random.split(jax.random.PRNGKey(seed), max(len(leaves), 1))
+        keys = jax.random.split(_seed_key(seed), max(len(leaves), 1))
         qs = []
         for i, (leaf, on) in enumerate(zip(leaves, flat_on)):
             if on and jnp.ndim(leaf) >= 2:
