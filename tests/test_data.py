@@ -222,9 +222,7 @@ def test_shuffle_covers_each_epoch_exactly_once():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 65, 4000, 4097])
 def test_epoch_permutation_is_a_bijection(n):
-    perms = jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(3), e, n))(
-        jnp.arange(4)
-    )
+    perms = jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(3), e, n))(jnp.arange(4))
     for perm in np.asarray(perms):
         np.testing.assert_array_equal(np.sort(perm), np.arange(n))
     if n >= 64:
@@ -237,9 +235,7 @@ def test_epoch_permutation_is_uniform_enough():
     # shuffle has probability 1/10; chi-square over the 10x10 table (81 dof, 99.9% at 131)
     n, epochs = 10, 3000
     perms = np.asarray(
-        jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(0), e, n))(
-            jnp.arange(epochs)
-        )
+        jax.vmap(lambda e: jdata.epoch_permutation(jax.random.PRNGKey(0), e, n))(jnp.arange(epochs))
     )
     counts = np.zeros((n, n))
     for perm in perms:
