@@ -1,28 +1,9 @@
 """Every experiment's --quick form runs end to end (the full runs are done by hand)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_quick(module, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", "--quick", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+from quick_run import run_quick
 
 
 def test_lr_momentum_sweep_quick(tmp_path):
@@ -46,7 +27,7 @@ def test_benchmark_quick(module, word):
 
 
 def test_mnist1d_baselines_quick(tmp_path):
-    out = run_quick("mnist1d_baselines", "--out-dir", str(tmp_path))
+    out = run_quick("mnist1d_baselines", "--out-dir", str(tmp_path), fast_compile=False)
     assert "overall:" in out
     record = json.loads((tmp_path / "mnist1d_baselines.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "measured", "verdict", "command", "curves"):

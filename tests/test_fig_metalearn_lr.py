@@ -1,28 +1,9 @@
 """The --quick form of experiments/metalearn_lr.py (card 1d) runs and writes real content."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_quick(module, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", "--quick", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+from quick_run import run_quick
 
 
 def test_metalearn_lr_quick(tmp_path):

@@ -2,27 +2,10 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from quick_run import run_quick
+
 NAMES = ["SGD", "SGD-Nesterov", "AdaGrad", "RMSProp", "Adam"]
-
-
-def run_quick(module, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", "--quick", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def test_optimizer_comparison_quick(tmp_path):

@@ -1,27 +1,10 @@
 """The --quick form of experiments/random_vs_grid.py (Bergstra & Bengio 2012) runs end to end."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from quick_run import run_quick
+
 HPS = ["learning_rate", "one_minus_b1", "weight_decay", "init_scale", "dropout"]
-
-
-def run_quick(module, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", "--quick", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def test_random_vs_grid_quick(tmp_path):
