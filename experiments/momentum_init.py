@@ -449,9 +449,11 @@ else:
     grid_k = np.logspace(0.5, 3.5, 100)
     ax.semilogx(grid_k, 1 - (grid_k - 1) / (grid_k + 1), "C0-", label="GD: (k-1)/(k+1)")
     root_k = np.sqrt(grid_k)
-    ax.semilogx(grid_k, 1 - (root_k - 1) / (root_k + 1), "C3-", label="HB: (vk-1)/(vk+1)")
+    ax.semilogx(grid_k, 1 - (root_k - 1) / (root_k + 1), "C3-", label="HB: (sqrt k-1)/(sqrt k+1)")
     ax.semilogx(KAPPAS, 1 - rates["gd"]["measured"], "C0o", mfc="none", label="GD, measured")
-    ax.semilogx(KAPPAS, 1 - rates["heavy_ball"]["measured"], "C3o", mfc="none")
+    ax.semilogx(
+        KAPPAS, 1 - rates["heavy_ball"]["measured"], "C3o", mfc="none", label="HB, measured"
+    )
     ax.set_yscale("log")
     ax.set(xlabel="condition number kappa", ylabel="1 - rate per step")
     ax.set_title("(d) quadratic: heavy ball vs GD, jopt runs")
