@@ -9,7 +9,7 @@ at small scale on a CPU. Three parts, each ONE compiled program (``jopt.sweep.ru
      dropout=0.5)`` on MNIST-1D (the paper: 2 x 1000 ReLU units on MNIST, 200 epochs),
      minibatch 128, 2000 steps = 64 epochs. Five optimizers x 8 log-spaced learning rates (3
      decades each, placed per optimizer) x 3 seeds. The optimizer is a *traced* index
-     (``one_of`` below), so all 40 configurations share one program instead of five.
+     (``jopt.one_of``), so all 40 configurations share one program instead of five.
 (i)  Fig. 1 left, L2-regularized logistic regression: ``jopt.models.Linear`` on scikit-learn's
      8x8 digits (the paper: MNIST), L2 1e-4, minibatch 128, the paper's stepsize decay
      alpha_t = alpha / sqrt(t) (``jopt.schedules.inverse_sqrt_schedule``) for every optimizer,
@@ -127,25 +127,6 @@ logreg = jopt.models.Linear()
 
 
 # OPTIMIZER AS DATA: one program for all five optimizers
-def one_of(index, txs):
-    """Runs every optimizer in ``txs`` and applies the updates of ``txs[index]``.
-
-    ``index`` may be traced (vmapped), so a sweep over optimizers compiles once. On CPU each
-    compile of the training scan costs seconds, while the four discarded updates cost a few
-    elementwise ops per parameter, small next to the forward and backward pass.
-    """
-
-    def init(params):
-        return tuple(tx.init(params) for tx in txs)
-
-    def update(grads, state, params=None):
-        results = [tx.update(grads, s, params) for tx, s in zip(txs, state)]
-        updates = jax.tree.map(lambda *u: jnp.stack(u)[index], *[r[0] for r in results])
-        return updates, tuple(r[1] for r in results)
-
-    return optax.GradientTransformation(init, update)
-
-
 # ADAM WITHOUT BIAS CORRECTION, written as a jopt rule
 def adam_rule(grads, state, params, hp):
     """Adam (Algorithm 1 of the paper) with its bias correction scaled by ``hp["correction"]``.
@@ -207,7 +188,9 @@ checks = {
         adam_maybe_corrected(0.1, 0.999, 1.0), jopt.adam(0.1)
     ),
     "one_of_vs_each_optimizer": max(
-        max_abs_difference(one_of(i, [make(0.05) for make, _ in OPTIMIZERS.values()]), make_i(0.05))
+        max_abs_difference(
+            jopt.one_of(i, [make(0.05) for make, _ in OPTIMIZERS.values()]), make_i(0.05)
+        )
         for i, (make_i, _) in enumerate(OPTIMIZERS.values())
     ),
 }
@@ -236,7 +219,7 @@ def comparison_trial(model, data, steps, lr_scale=1.0, decay=False, l2=0.0):
         if decay:  # alpha_t = alpha / sqrt(t), t counted from 1
             lr = jopt.schedules.inverse_sqrt_schedule(lr)
         txs = [make(lr) for make, _ in OPTIMIZERS.values()]
-        tx = one_of(hp["optimizer"].astype(jnp.int32), txs)
+        tx = jopt.one_of(hp["optimizer"], txs)
         if l2:
             tx = optax.chain(jopt.regularizers.l2(l2), tx)
         state, losses = train_curve(model, tx, data, steps, key)
