@@ -325,6 +325,111 @@ def test_bad_arguments():
         prune(1.5, begin_step=10)  # checked before it becomes a schedule
 
 
+# --- regrow_every: dense latent weights, the mask re-selected from them (DPF) ----------------
+
+
+def _regrow_run(tx, params, n_steps, key=300):
+    """Steps of ``tx`` with fresh random updates; yields (params, state) after each."""
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    for t in range(n_steps):
+        updates, state = step(random_like(params, key + t), state, params)
+        params = optax.apply_updates(params, updates)
+        yield params, state
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_regrow_params_are_mask_times_latent_with_exact_zeros_every_step(scope):
+    s = 0.7
+    tx = prune(s, scope=scope, regrow_every=3)
+    previous = None
+    for t, (params, state) in enumerate(_regrow_run(tx, make_params(), 8)):
+        inner = state.inner
+        for name in SHAPES:
+            mask = np.asarray(inner.masks[name]["kernel"])
+            latent = np.asarray(inner.latent[name]["kernel"])
+            kernel = np.asarray(params[name]["kernel"])
+            np.testing.assert_array_equal(kernel[~mask], 0.0)  # pruned: exactly zero
+            np.testing.assert_allclose(kernel[mask], latent[mask], rtol=1e-6, atol=1e-7)
+            if scope == "layer":
+                assert n_zeros(kernel) == expected_k(s, mask.size), (t, name)
+        if scope == "global":
+            assert sum(n_zeros(k) for k in kernels(params)) == expected_k(s, N_TOTAL), t
+        masks = np.concatenate([np.asarray(inner.masks[n]["kernel"]).ravel() for n in SHAPES])
+        if previous is not None and t % 3 != 0:  # reselected only on steps 0, 3, 6
+            np.testing.assert_array_equal(masks, previous)
+        previous = masks
+        assert int(inner.step) == t + 1
+
+
+def test_regrow_brings_back_a_pruned_weight_whose_latent_outgrows_the_kept_ones():
+    params = {"kernel": jnp.array([[4.0, 3.0], [2.0, 1.0]])}
+    zero = {"kernel": jnp.zeros((2, 2))}
+    push = {"kernel": jnp.array([[0.0, 0.0], [0.0, 1.0]])}  # grows the pruned (1, 1) weight
+    for regrow_every, comes_back in [(2, True), (None, False)]:
+        tx = prune(0.5, regrow_every=regrow_every)
+        state, p = tx.init(params), params
+        u, state = tx.update(zero, state, p)  # step 0: prunes the two smallest, 2 and 1
+        p = optax.apply_updates(p, u)
+        np.testing.assert_array_equal(p["kernel"], [[4.0, 3.0], [0.0, 0.0]])
+        u, state = tx.update(push, state, p)  # step 1: latent (1, 1) = 2, mask unchanged
+        p = optax.apply_updates(p, u)
+        np.testing.assert_array_equal(p["kernel"], [[4.0, 3.0], [0.0, 0.0]])
+        # step 2 reselects: latent (1, 1) = 3 ties the kept 3.0 at (0, 1); ties go by position
+        u, state = tx.update(push, state, p)
+        p = optax.apply_updates(p, u)
+        u, state = tx.update(push, state, p)  # step 3 (regrow every 2: no reselection)
+        p = optax.apply_updates(p, u)
+        u, state = tx.update(push, state, p)  # step 4: latent (1, 1) = 5 > 3: it is kept
+        p = optax.apply_updates(p, u)
+        if comes_back:
+            np.testing.assert_array_equal(p["kernel"], [[4.0, 0.0], [0.0, 5.0]])
+            np.testing.assert_array_equal(state.inner.latent["kernel"], [[4.0, 3.0], [2.0, 5.0]])
+        else:  # classic: the pruned weight stays pruned
+            np.testing.assert_array_equal(p["kernel"], [[4.0, 3.0], [0.0, 0.0]])
+        assert sparsity(p) == 0.5
+
+
+def test_regrow_vmapped_over_sparsity_equals_separate_runs():
+    params = make_params()
+    updates = [random_like(params, 400 + t) for t in range(5)]
+
+    def run(s):
+        tx = optax.chain(jopt.sgd(0.1), prune(s, regrow_every=2))
+        state, p = tx.init(params), params
+        for u in updates:
+            u, state = tx.update(u, state, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    sparsities = jnp.array([0.2, 0.5, 0.9])
+    batched = jax.jit(jax.vmap(run))(sparsities)
+    for i, s in enumerate(sparsities):
+        single = jax.jit(run)(s)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), batched, single
+        )
+        assert sum(n_zeros(k[i]) for k in kernels(batched)) == expected_k(float(s), N_TOTAL)
+
+
+def test_regrow_n_m_and_begin_step():
+    params = make_params()
+    for params_t, _ in _regrow_run(prune(None, structure="2:4", regrow_every=2), params, 4):
+        kernel = np.asarray(params_t["dense_1"]["kernel"])
+        groups = np.moveaxis(kernel, -2, -1).reshape(100, 25, 4)
+        assert np.all(np.sum(groups != 0, axis=-1) <= 2)
+    tx = prune(0.6, begin_step=2, regrow_every=4)
+    for t, (params_t, _) in enumerate(_regrow_run(tx, params, 4)):
+        zeros = sum(n_zeros(k) for k in kernels(params_t))
+        assert zeros == (0 if t < 2 else expected_k(0.6, N_TOTAL)), t
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "16", True])
+def test_bad_regrow_every(bad):
+    with pytest.raises(ValueError, match="regrow_every"):
+        prune(0.5, regrow_every=bad)
+
+
 def test_size_report_sparse_relative_index_and_bitmask():
     from jopt.compress import size_report
 
