@@ -19,7 +19,8 @@ fit+progress <= 1.05x fit. How much (b) loses depends on how long one step compu
 the ~20-50 us Python spends dispatching it: little on a CPU for the MLP (compute-bound), much
 for logistic regression or on a GPU (dispatch-bound). Batches: (a) draws each epoch with
 ``jax.random.permutation`` (what a hand-written loop does; XLA's CPU sort costs about 1 ms
-per epoch here), fit evaluates its keyed shuffle at each batch's positions (no sort).
+per epoch here), fit evaluates its keyed shuffle for a block of up to 8192 positions at a
+time (no sort).
 """
 
 import argparse
