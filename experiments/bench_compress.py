@@ -68,11 +68,15 @@ def variants(steps):
         "adam + prune(gradual, every=N/10)": lambda: optax.chain(
             adam(), compress.prune(compress.gradual(0.9, 0, steps, max(steps // 10, 1)))
         ),
-        "adam + prune(0.8, regrow_every=16)": lambda: optax.chain(
-            adam(), compress.prune(0.8, regrow_every=16)
-        ),
         "adam + prune(0.8, regrow_every=1)": lambda: optax.chain(
             adam(), compress.prune(0.8, regrow_every=1)
+        ),
+        "adam + prune(0.8, no regrowth)": lambda: optax.chain(
+            adam(), compress.prune(0.8, regrow_every=None)
+        ),
+        "adam + prune(gradual, no regrowth)": lambda: optax.chain(
+            adam(),
+            compress.prune(compress.gradual(0.9, 0, steps, max(steps // 10, 1)), regrow_every=None),
         ),
         "adam + prune(2:4)": lambda: optax.chain(adam(), compress.prune(None, structure="2:4")),
         "adam + quantize(8)": lambda: optax.chain(adam(), compress.quantize(8)),

@@ -143,7 +143,13 @@ def dense_run(key):
 def prune_run(params, keep, key):
     end, every = 2 * PRUNE_STEPS // 3, max(PRUNE_STEPS // 15, 1)
     pruners = [
-        prune(gradual(1.0 - keep[i], 0, end, every), scope="layer", mask=only(layer), name=layer)
+        prune(
+            gradual(1.0 - keep[i], 0, end, every),
+            scope="layer",
+            mask=only(layer),
+            regrow_every=None,  # Han et al.: a pruned connection stays pruned
+            name=layer,
+        )
         for i, layer in enumerate(LAYERS)
     ]
     tx = optax.chain(jopt.adam(LEARNING_RATE), *pruners)

@@ -4,10 +4,10 @@ Run: python -m experiments.gradual_pruning [--quick]
 
 The MNIST-1D MLP of the paper (40-100-100-10, 15,000 kernel weights) trained with Adam, batch
 100, 3000 steps, with ``optax.chain(jopt.adam(lr), jopt.compress.prune(schedule,
-scope="layer"))``: per-layer magnitude masks as in the paper, and Zhu & Gupta's cubic
-schedule ``jopt.compress.gradual``: no pruning for the first 20% of the steps (t0 = 600),
-the sparsity rises to s_f over the next 50% (mask updates every 100 steps, until
-step 2100), then 30% of fine-tuning at s_f. Compared at equal nonzeros with
+scope="layer", regrow_every=None))``: per-layer magnitude masks as in the paper (no
+regrowth), and Zhu & Gupta's cubic schedule ``jopt.compress.gradual``: no pruning for the
+first 20% of the steps (t0 = 600), the sparsity rises to s_f over the next 50% (mask updates
+every 100 steps, until step 2100), then 30% of fine-tuning at s_f. Compared at equal nonzeros with
   - one-shot at the end: the dense run pruned to s_f at its last update, no retraining;
   - one-shot at t0: pruned to s_f at step 600 in one go, then trained 2400 steps;
   - small-dense: the same MLP with hidden width h chosen so that its parameter count equals
@@ -123,7 +123,9 @@ def trial(hp, key):
     every = jnp.where(arm == 0, EVERY, 1)
     schedule = jopt.compress.gradual(hp["sparsity"], begin, end, every)
     # per-layer thresholds, as in the paper (each pruned layer is sorted and masked to s_t)
-    tx = optax.chain(jopt.adam(hp["learning_rate"]), jopt.compress.prune(schedule, scope="layer"))
+    # regrow_every=None: Zhu & Gupta's masks, a pruned weight never comes back
+    pruner = jopt.compress.prune(schedule, scope="layer", regrow_every=None)
+    tx = optax.chain(jopt.adam(hp["learning_rate"]), pruner)
     state, history = jopt.train.fit(
         model,
         tx,
@@ -312,7 +314,8 @@ record = {
         "model": f"jopt.models.MLP(hidden=({HIDDEN}, {HIDDEN})), pytorch init, "
         f"{n_kernel} kernel weights + {n_bias} biases",
         "optimizer": "optax.chain(jopt.adam(lr), jopt.compress.prune(schedule, "
-        "scope='layer')): per-layer magnitude pruning of the kernels (biases dense)",
+        "scope='layer', regrow_every=None)): per-layer magnitude pruning of the kernels "
+        "(biases dense)",
         "schedule": {"begin_step": BEGIN, "end_step": END, "every": EVERY},
         "steps": STEPS,
         "batch_size": BATCH_SIZE,

@@ -87,13 +87,39 @@ def test_topk_momentum_and_pruning_from_trained_weights_within_3_points_of_dense
     assert accuracy >= dense_accuracy - 0.03, (accuracy, dense_accuracy)
 
 
-def test_literal_chain_prunes_at_init_freezes_the_mask_and_starves_small_scale_layers(mnist1d):
-    """The issue-6 chain with a constant prune(0.9) from step 0 cannot train to near dense
-    (measured: 9-13% global, 51% layer, dense 63%): the mask is chosen at the first update from
-    the random init, then never changes; with one global threshold the first layer (init scale
-    1/sqrt(40)) takes nearly all of the kept weights (init scale 1/sqrt(100) elsewhere)."""
-    model = jopt.models.MLP()
+def test_literal_chain_trains_from_scratch_within_3_points_of_dense(mnist1d, dense_accuracy):
+    """The issue-6 chain, literally: a constant 90% sparsity from step 0. With the default
+    ``regrow_every=16`` pruned weights keep accumulating updates and come back; measured 66.0%
+    at key 0 (keys 0-5: 63.2% +- 2.5, dense 63.2%)."""
     literal = optax.chain(jopt.compress.topk(0.01), jopt.momentum(0.1), jopt.compress.prune(0.9))
+    model = jopt.models.MLP()
+    fit = lambda steps, state=None: jopt.train.fit(
+        model, literal, mnist1d, steps=steps, batch_size=100, key=jax.random.PRNGKey(0),
+        progress=False, state=state,
+    )  # fmt: skip
+    early, _ = fit(1)
+    state, history = fit(2999, early)
+    assert jopt.compress.sparsity(state.params) == pytest.approx(0.9, abs=1e-3)
+    moved = jax.tree.map(
+        lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+        early.opt_state[2].inner.masks,
+        state.opt_state[2].inner.masks,
+    )
+    assert any(jax.tree.leaves(moved))  # the mask changed: pruned weights came back
+    accuracy = float(history["test_accuracy"][-1])
+    assert dense_accuracy > 0.55
+    assert accuracy >= dense_accuracy - 0.03, (accuracy, dense_accuracy)
+
+
+def test_without_regrowth_the_mask_from_init_freezes_and_starves_small_scale_layers(mnist1d):
+    """``regrow_every=None`` (classic): the same chain cannot train (measured 9%): the mask
+    is chosen at the first update from the random init, then never changes; with one global
+    threshold the first layer (init scale 1/sqrt(40)) takes nearly all of the kept weights
+    (init scale 1/sqrt(100) elsewhere)."""
+    model = jopt.models.MLP()
+    literal = optax.chain(
+        jopt.compress.topk(0.01), jopt.momentum(0.1), jopt.compress.prune(0.9, regrow_every=None)
+    )
 
     def fit(steps, state=None):
         return jopt.train.fit(
@@ -116,28 +142,3 @@ def test_literal_chain_prunes_at_init_freezes_the_mask_and_starves_small_scale_l
     assert jopt.compress.sparsity(later.params) == pytest.approx(0.9, abs=1e-3)
     assert kept["Dense_0"] > 0.3  # the large-init first layer keeps ~37%
     assert kept["Dense_1"] < 0.01 and kept["Dense_2"] < 0.02  # the rest is nearly all pruned
-
-
-def test_literal_chain_with_regrowth_trains_from_scratch(mnist1d, dense_accuracy):
-    """With ``regrow_every`` (dense latent, mask re-selected every 16 steps) the same chain
-    trains from a constant 90% sparsity at step 0: measured 55.2% at key 0 (6 keys: 58.7% +-
-    1.4, dense 63.2%), against 9% without regrowth. Not yet within 3 points of dense."""
-    tx = optax.chain(
-        jopt.compress.topk(0.01), jopt.momentum(0.1), jopt.compress.prune(0.9, regrow_every=16)
-    )
-    model = jopt.models.MLP()
-    fit = lambda steps, state=None: jopt.train.fit(
-        model, tx, mnist1d, steps=steps, batch_size=100, key=jax.random.PRNGKey(0),
-        progress=False, state=state,
-    )  # fmt: skip
-    early, _ = fit(1)
-    state, history = fit(2999, early)
-    assert jopt.compress.sparsity(state.params) == pytest.approx(0.9, abs=1e-3)
-    moved = jax.tree.map(
-        lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
-        early.opt_state[2].inner.masks,
-        state.opt_state[2].inner.masks,
-    )
-    assert any(jax.tree.leaves(moved))  # the mask changed: pruned weights came back
-    accuracy = float(history["test_accuracy"][-1])
-    assert 0.5 < accuracy < dense_accuracy, (accuracy, dense_accuracy)

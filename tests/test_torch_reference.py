@@ -6,15 +6,20 @@ import pytest
 from quick_run import run_quick
 
 pytest.importorskip("torch")
+pytest.importorskip("mnist1d")
 
 
 def test_torch_reference_quick(tmp_path):
-    out = run_quick("mnist1d_torch_reference", "--out-dir", str(tmp_path), fast_compile=False)
+    out = run_quick("mnist1d_torch_reference", "--out-dir", str(tmp_path))
     assert "mlp" in out
     record = json.loads((tmp_path / "mnist1d_torch_reference.json").read_text())
     assert record["recipe"]["updates"] == 201
-    assert set(record["results"]) == {"logistic", "mlp", "cnn", "gru"}
+    assert "--quick" in record["command"] and record["wall_time_s"] > 0
+    models = {"logistic", "mlp", "cnn", "gru"}
+    assert set(record["results"]) == models
     for result in record["results"].values():
-        assert len(result["per_seed"]) == 1
-        assert 0.0 <= result["mean"] <= 100.0
-        assert result["std"] == 0.0
+        assert result["seeds"] == [0] and len(result["per_seed"]) == 1
+        assert all(0.0 <= a <= 100.0 for a in result["per_seed"])
+        assert 0.0 <= result["mean"] <= 100.0 and result["std"] == 0.0
+        assert 0.0 < result["published"] <= 100.0
+        assert 0.0 < result["notebook_single_run"] <= 100.0
