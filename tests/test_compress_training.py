@@ -90,7 +90,7 @@ def test_topk_momentum_and_pruning_from_trained_weights_within_3_points_of_dense
 def test_literal_chain_trains_from_scratch_within_3_points_of_dense(mnist1d, dense_accuracy):
     """The issue-6 chain, literally: a constant 90% sparsity from step 0. With the default
     ``regrow_every=16`` pruned weights keep accumulating updates and come back; measured 66.0%
-    at key 0 (keys 0-5: 63.2% +- 2.5, dense 63.2%)."""
+    at key 0 (keys 0-5: 63.2% +- 2.6, dense 63.2%)."""
     literal = optax.chain(jopt.compress.topk(0.01), jopt.momentum(0.1), jopt.compress.prune(0.9))
     model = jopt.models.MLP()
     fit = lambda steps, state=None: jopt.train.fit(
