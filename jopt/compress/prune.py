@@ -119,21 +119,23 @@ def _n_m_keep(scores: jax.Array, kept: jax.Array, n: int, m: int) -> jax.Array:
 
 
 def _keep_all_but_k_smallest_per_leaf(keys: list[jax.Array], ks: jax.Array) -> list[jax.Array]:
-    """``_keep_all_but_k_smallest`` for several flat leaves at once: one 31-step bisection
-    carries every leaf's threshold (one loop instead of one per leaf)."""
+    """``_keep_all_but_k_smallest`` for several flat leaves at once, as one padded ``(leaves,
+    max size)`` array: one bisection and one cumsum for all leaves rather than one per leaf
+    (XLA's CPU kernel launches dominate at these sizes)."""
+    sizes = [k.size for k in keys]
+    pad = jnp.iinfo(jnp.int32).max  # above every key: never counted, never dropped
+    table = jnp.stack([jnp.pad(k, (0, max(sizes) - k.size), constant_values=pad) for k in keys])
 
     def body(i, prefixes):
         candidates = prefixes | jnp.left_shift(jnp.int32(1), 30 - i)
-        below = jnp.stack([jnp.sum(k < c, dtype=jnp.int32) for k, c in zip(keys, candidates)])
+        below = jnp.sum(table < candidates[:, None], axis=1, dtype=jnp.int32)
         return jnp.where(below < ks, candidates, prefixes)
 
-    thresholds = lax.fori_loop(0, 31, body, jnp.zeros((len(keys),), jnp.int32))
-    out = []
-    for k, threshold, wanted_total in zip(keys, thresholds, ks):
-        below, tied = k < threshold, k == threshold
-        wanted = wanted_total - jnp.sum(below, dtype=jnp.int32)
-        out.append(~(below | (tied & (jnp.cumsum(tied, dtype=jnp.int32) <= wanted))))
-    return out
+    thresholds = lax.fori_loop(0, 31, body, jnp.zeros((len(keys),), jnp.int32))[:, None]
+    below, tied = table < thresholds, table == thresholds
+    wanted = ks - jnp.sum(below, axis=1, dtype=jnp.int32)
+    keep = ~(below | (tied & (jnp.cumsum(tied, axis=1, dtype=jnp.int32) <= wanted[:, None])))
+    return [keep[row, :size] for row, size in enumerate(sizes)]
 
 
 def _gated_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, operand: Any) -> Any:
