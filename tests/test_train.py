@@ -284,6 +284,16 @@ def test_one_tqdm_bar_per_run_under_vmap_and_none_without_progress(monkeypatch):
     assert len(bars) == 2
 
 
+def test_default_progress_reports_about_20_times_on_whole_blocks():
+    # each report costs ~0.3 ms of host callback, so the default keeps them few
+    assert train._default_progress_every(20_000, 20_000, 100) == 960  # blocks of 80 steps
+    assert train._default_progress_every(1000, 1000, 16) == 100  # a divisor of 500-step blocks
+    assert train._default_progress_every(6000, 250, 100) == 300  # fit caps it at eval_every
+    steps = []
+    fit(MODEL, TX, DATA, key=KEY, steps=400, batch_size=16, progress=lambda s, _: steps.append(s))
+    assert steps == [100, 200, 300, 400]
+
+
 # ------------------------------------------------------------------------------ models
 
 
