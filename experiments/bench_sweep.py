@@ -13,6 +13,8 @@ final train loss (mean minibatch loss over the last epoch, 40 steps) must agree.
   (b)  jax.jit(jax.vmap(trial)) on one device
   (b2) the same, the configuration axis sharded over every device by hand (Mesh, NamedSharding)
   (c)  jax.jit(trial), compiled once, called once per configuration: the honest baseline
+  (c2) (c) on every device at once, one configuration per device per call (what the devices
+       give without batching: (a) / (c) = (c2) / (c) x (a) / (c2))
   (d)  a Python loop over a jitted step, one configuration after another
   (e)  PyTorch: nn.Module + torch.optim.SGD(momentum=beta), one configuration after another
   (f)  PyTorch: torch.func ensemble of the 64 models (functional_call + vmap + grad)
@@ -231,6 +233,15 @@ b2_compiled, b2_compile = compile_timed(vmapped, hp_sharded, key_replicated)
 c_compiled, c_compile = compile_timed(trial, {k: v[0] for k, v in hp_one.items()}, KEY)
 hp_rows = [{k: v[i] for k, v in hp_one.items()} for i in range(N_CONFIGS)]
 A, B, B2, C = "(a) jopt.sweep.run", "(b) jit(vmap), 1 device", "(b2) jit(vmap), sharded", "(c) jit"
+# (c2): (c) on every device at once, one configuration per device per call: what using the
+# whole machine gives without batching, the reference for how far beyond it (a) gets
+C2 = "(c2) jit, 1 config per device"
+n_dev = len(DEVICES)
+hp_groups = [
+    jax.device_put({k: v[i : i + n_dev] for k, v in HP.items()}, config_sharding)
+    for i in range(0, N_CONFIGS - N_CONFIGS % n_dev, n_dev)
+]
+c2_compiled, c2_compile = compile_timed(vmapped, hp_groups[0], key_replicated)
 
 # (a)'s first call traces and compiles; JAX keeps the program, so a second call of
 # jopt.sweep.run with the same trial and shapes does not compile again (its compile_s ~ 0).
@@ -254,9 +265,13 @@ for repeat in range(REPEATS):  # the methods alternate, so load on the machine h
     with Clock() as clock:  # dispatch is asynchronous: one wait at the end
         outs = jax.block_until_ready([c_compiled(hp, KEY) for hp in hp_rows])
     record(C, clock, [o["train_loss"] for o in outs], compile_s=c_compile)
+    with Clock() as clock:
+        outs = jax.block_until_ready([c2_compiled(hp, key_replicated) for hp in hp_groups])
+    c2_loss = np.concatenate([np.asarray(o["train_loss"]) for o in outs])
+    record(C2, clock, c2_loss, scale=N_CONFIGS / len(c2_loss), compile_s=c2_compile)
     print(
         f"repeat {repeat + 1}/{REPEATS}: "
-        + ", ".join(f"{n.split()[0]} {results[n]['run_s'][-1]:.2f} s" for n in [A, B, B2, C])
+        + ", ".join(f"{n.split()[0]} {results[n]['run_s'][-1]:.2f} s" for n in [A, B, B2, C, C2])
     )
 a_walls = [w + c for w, c in zip(results[A]["run_s"], a_compiles)]
 print(
@@ -441,6 +456,15 @@ if "(e) pytorch loop" in table:
     goals["(a) >= 8x faster than (e)"] = (e_ratio, e_ratio >= 8)
 for goal, (value, met) in goals.items():
     print(f"goal {goal}: {value:.2f} -> {'met' if met else 'NOT met'}")
+# How much of (a)'s speedup is the machine's parallelism and how much batching: (c2) runs
+# (c)'s program on every device at once, so (c2)/(c) is what the devices give by themselves
+# (below their count when concurrent programs slow each other, e.g. through shared caches).
+parallel_only = table[C2]["speedup_vs_c"]
+batching = table[C2]["run_s"] / a["run_s"]
+print(
+    f"(c2) vs (c) = {parallel_only:.2f}x from {len(DEVICES)} devices alone; "
+    f"(a) vs (c2) = {batching:.2f}x from batching"
+)
 
 # VMAP WIDTH: hand-written jit(vmap) on one device, and jopt.sweep.run, WIDTH_STEPS steps
 short_trial = make_trial(WIDTH_STEPS)
@@ -574,6 +598,7 @@ record = {
     "benchmark": "jopt.sweep.run vs hand-written baselines, MNIST-1D MLP momentum-SGD sweep",
     "command": "python -m experiments.bench_sweep" + (" --quick" if args.quick else ""),
     "goals": {g: {"value": v, "met": bool(m)} for g, (v, m) in goals.items()},
+    "speedup_split": {"c2_vs_c_devices_alone": parallel_only, "a_vs_c2_batching": batching},
     "machine": {
         "cpu": platform.processor() or platform.machine(),
         "cores": CORES,

@@ -19,11 +19,25 @@ def test_lr_momentum_sweep_quick(tmp_path):
 
 @pytest.mark.parametrize(
     "module,word",
-    [("bench_rules", "ratio"), ("bench_search", "speed-up"), ("bench_sweep", "goal")],
+    [("bench_rules", "ratio"), ("bench_search", "speed-up")],
 )
 def test_benchmark_quick(module, word):
     out = run_quick(module)
     assert word in out
+
+
+def test_bench_sweep_quick_methods_compute_the_same_runs(tmp_path):
+    out = run_quick("bench_sweep", "--out-dir", str(tmp_path))
+    assert "goal (a) >= 2x faster than (c)" in out and "from batching" in out
+    record = json.loads((tmp_path / "bench_sweep.json").read_text())
+    methods = record["methods"]
+    assert {"(a) jopt.sweep.run", "(c) jit", "(c2) jit, 1 config per device"} <= set(methods)
+    for name, row in methods.items():  # 20 steps at small learning rates: rounding only
+        if not name.startswith(("(e)", "(f)")):
+            assert row["max_abs_loss_diff_vs_b"] < 1e-4, name
+    split = record["speedup_split"]
+    a_vs_c = methods["(a) jopt.sweep.run"]["speedup_vs_c"]
+    assert a_vs_c == pytest.approx(split["c2_vs_c_devices_alone"] * split["a_vs_c2_batching"])
 
 
 def test_mnist1d_baselines_quick(tmp_path):
