@@ -35,12 +35,18 @@ training step goes (matmuls, optimizer, batch slicing, layer 1 as one shared mat
 Goals (from the issue): (a) >= 2x faster than (c); (a) at least as fast as (b2); (a) >= 8x
 faster than (e); (a) reaches >= 60% of the measured matmul peak. ``--quick``: 4 configs, 20
 steps, widths 1..4, no torch, written to runs/bench_sweep (for the tests).
+
+Other sizes: ``--configs 1024`` (a multiple of 8: 8 momenta x configs/8 learning rates),
+``--baseline-configs 64`` (time (c), (c2) on 64 configs spread over the grid and extrapolate),
+``--no-torch``, ``--name`` (the output files' name). ``experiments/bench_sweep_gpu.py`` runs
+it on a GPU with 64 and 1024 configurations.
 """
 
 import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -58,16 +64,36 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny sizes, no torch (for the tests)")
 parser.add_argument("--out-dir", default=None, help="default: paper_figures (runs/ if --quick)")
 parser.add_argument("--repeats", type=int, default=None, help="timed repeats per method")
+parser.add_argument(
+    "--configs",
+    type=int,
+    default=None,
+    help="grid size: a multiple of 8 (default 64; 4 if --quick)",
+)
+parser.add_argument(
+    "--baseline-configs",
+    type=int,
+    default=None,
+    help="time (c) and (c2) on this many configs spread over the grid and extrapolate "
+    "(default: all; for large grids on a GPU, where one config after another is slow)",
+)
+parser.add_argument("--no-torch", action="store_true", help="skip (e) and (f)")
+parser.add_argument("--name", default="bench_sweep", help="file name of the JSON and PNG")
 args = parser.parse_args()
+MOMENTA = [0.0, 0.9] if args.quick else [0.0, 0.5, 0.75, 0.875, 0.9, 0.95, 0.97, 0.98]
+N_CONFIGS = args.configs or (4 if args.quick else 64)
+if N_CONFIGS < len(MOMENTA) or N_CONFIGS % len(MOMENTA):
+    parser.error(f"--configs must be a positive multiple of {len(MOMENTA)}, got {N_CONFIGS}")
+if args.baseline_configs is not None and not 1 <= args.baseline_configs <= N_CONFIGS:
+    parser.error(f"--baseline-configs must be in [1, {N_CONFIGS}], got {args.baseline_configs}")
+LEARNING_RATES = jopt.sweep.log_range(1e-3, 0.05, N_CONFIGS // len(MOMENTA))
 if args.quick:
-    LEARNING_RATES, MOMENTA = jopt.sweep.log_range(1e-3, 0.05, 2), [0.0, 0.9]
     STEPS, WIDTHS, WIDTH_STEPS, REPEATS = 20, [1, 2, 4], 10, 1
     N_PYLOOP, N_TORCH, USE_TORCH = 1, 0, False
 else:
-    LEARNING_RATES = jopt.sweep.log_range(1e-3, 0.05, 8)
-    MOMENTA = [0.0, 0.5, 0.75, 0.875, 0.9, 0.95, 0.97, 0.98]
     STEPS, WIDTHS, WIDTH_STEPS, REPEATS = 2000, [2**k for k in range(9)], 200, 2
-    N_PYLOOP, N_TORCH, USE_TORCH = 4, 8, True  # (d), (e): configs timed, then extrapolated
+    N_PYLOOP, N_TORCH, USE_TORCH = 4, 8, not args.no_torch  # (d), (e): timed, extrapolated
+N_BASELINE = args.baseline_configs or N_CONFIGS
 REPEATS = args.repeats or REPEATS
 BATCH = 100
 OUT_DIR = Path(args.out_dir or ("runs/bench_sweep" if args.quick else "paper_figures"))
@@ -82,7 +108,7 @@ N_TRAIN = x.shape[0]
 LAST_EPOCH = min(N_TRAIN // BATCH, STEPS)  # the reported loss: mean over these last steps
 
 space = jopt.sweep.grid(learning_rate=LEARNING_RATES, momentum=MOMENTA)
-N_CONFIGS = len(space)
+assert len(space) == N_CONFIGS
 HP = {k: np.asarray([c[k] for c in space.configs], np.float32) for k in space.dynamic_names}
 KEY = jax.random.PRNGKey(0)  # seed 0: the key jopt.sweep.run gives seed 0
 
@@ -174,6 +200,16 @@ def record(name, clock, loss, scale=1.0, **extra):
     r["loss"] = np.asarray(loss, np.float64).reshape(-1)
 
 
+def extrapolated(timed_configs):
+    """The note of a method timed on some of the configs, or None when it ran them all."""
+    if timed_configs == N_CONFIGS:
+        return None
+    return (
+        f"{timed_configs} of {N_CONFIGS} configs timed (all {STEPS} steps), "
+        f"x {N_CONFIGS / timed_configs:g}"
+    )
+
+
 def memory_bytes(compiled):
     m = compiled.memory_analysis()
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
@@ -231,15 +267,18 @@ vmapped = jax.vmap(trial, in_axes=(0, None))
 b_compiled, b_compile = compile_timed(vmapped, hp_one, KEY)
 b2_compiled, b2_compile = compile_timed(vmapped, hp_sharded, key_replicated)
 c_compiled, c_compile = compile_timed(trial, {k: v[0] for k, v in hp_one.items()}, KEY)
-hp_rows = [{k: v[i] for k, v in hp_one.items()} for i in range(N_CONFIGS)]
+# (c) and (c2) run N_BASELINE configs spread over the grid (all by default), extrapolated
+BASELINE = np.linspace(0, N_CONFIGS - 1, N_BASELINE).round().astype(int)
+hp_rows = [{k: v[i] for k, v in hp_one.items()} for i in BASELINE]
 A, B, B2, C = "(a) jopt.sweep.run", "(b) jit(vmap), 1 device", "(b2) jit(vmap), sharded", "(c) jit"
 # (c2): (c) on every device at once, one configuration per device per call: what using the
 # whole machine gives without batching, the reference for how far beyond it (a) gets
 C2 = "(c2) jit, 1 config per device"
 n_dev = len(DEVICES)
+C2_CONFIGS = BASELINE[: max(n_dev, len(BASELINE) - len(BASELINE) % n_dev)]
 hp_groups = [
-    jax.device_put({k: v[i : i + n_dev] for k, v in HP.items()}, config_sharding)
-    for i in range(0, N_CONFIGS - N_CONFIGS % n_dev, n_dev)
+    jax.device_put({k: v[C2_CONFIGS[i : i + n_dev]] for k, v in HP.items()}, config_sharding)
+    for i in range(0, len(C2_CONFIGS), n_dev)
 ]
 c2_compiled, c2_compile = compile_timed(vmapped, hp_groups[0], key_replicated)
 
@@ -264,11 +303,27 @@ for repeat in range(REPEATS):  # the methods alternate, so load on the machine h
     record(B2, clock, out["train_loss"], compile_s=b2_compile)
     with Clock() as clock:  # dispatch is asynchronous: one wait at the end
         outs = jax.block_until_ready([c_compiled(hp, KEY) for hp in hp_rows])
-    record(C, clock, [o["train_loss"] for o in outs], compile_s=c_compile)
+    record(
+        C,
+        clock,
+        [o["train_loss"] for o in outs],
+        scale=N_CONFIGS / N_BASELINE,
+        compile_s=c_compile,
+        loss_configs=BASELINE.tolist(),
+        extrapolated=extrapolated(N_BASELINE),
+    )
     with Clock() as clock:
         outs = jax.block_until_ready([c2_compiled(hp, key_replicated) for hp in hp_groups])
-    c2_loss = np.concatenate([np.asarray(o["train_loss"]) for o in outs])
-    record(C2, clock, c2_loss, scale=N_CONFIGS / len(c2_loss), compile_s=c2_compile)
+    c2_loss = np.concatenate([np.asarray(o["train_loss"]) for o in outs])[: len(C2_CONFIGS)]
+    record(
+        C2,
+        clock,
+        c2_loss,
+        scale=N_CONFIGS / len(C2_CONFIGS),
+        compile_s=c2_compile,
+        loss_configs=C2_CONFIGS.tolist(),
+        extrapolated=extrapolated(len(C2_CONFIGS)),
+    )
     print(
         f"repeat {repeat + 1}/{REPEATS}: "
         + ", ".join(f"{n.split()[0]} {results[n]['run_s'][-1]:.2f} s" for n in [A, B, B2, C, C2])
@@ -596,7 +651,7 @@ print(f"load average before {load_before}, after {load_after}")
 OUT_DIR.mkdir(parents=True, exist_ok=True)
 record = {
     "benchmark": "jopt.sweep.run vs hand-written baselines, MNIST-1D MLP momentum-SGD sweep",
-    "command": "python -m experiments.bench_sweep" + (" --quick" if args.quick else ""),
+    "command": " ".join(["python -m experiments.bench_sweep", *sys.argv[1:]]),
     "goals": {g: {"value": v, "met": bool(m)} for g, (v, m) in goals.items()},
     "speedup_split": {"c2_vs_c_devices_alone": parallel_only, "a_vs_c2_batching": batching},
     "machine": {
@@ -639,7 +694,7 @@ record = {
     "vmap_width": {"steps": WIDTH_STEPS, "rows": widths},
     "step_breakdown_s": breakdown,
 }
-(OUT_DIR / "bench_sweep.json").write_text(json.dumps(record, indent=1))
+(OUT_DIR / f"{args.name}.json").write_text(json.dumps(record, indent=1))
 
 try:
     import matplotlib
@@ -647,7 +702,7 @@ try:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 except ImportError:
-    print(f"wrote {OUT_DIR / 'bench_sweep.json'} (pip install 'jopt[plot]' for the figure)")
+    print(f"wrote {OUT_DIR / (args.name + '.json')} (pip install 'jopt[plot]' for the figure)")
 else:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     names = list(table)
@@ -657,7 +712,10 @@ else:
     left.bar_label(bars, [f"{r:.2f}" for r in rates[::-1]], padding=3, fontsize=8)
     left.set_xscale("log")
     left.set_xlabel(f"configs / s ({STEPS} steps each; * extrapolated)")
-    left.set_title(f"{N_CONFIGS}-config sweep, {len(DEVICES)} CPU devices ({CORES} cores)")
+    platform_name = DEVICES[0].platform.upper()
+    left.set_title(
+        f"{N_CONFIGS}-config sweep, {len(DEVICES)} {platform_name} device(s), {CORES} cores"
+    )
     left.tick_params(axis="y", labelsize=8)
     ws = [w["width"] for w in widths]
     for method, label in [("jit_vmap", "jit(vmap), 1 device"), ("sweep_run", "jopt.sweep.run")]:
@@ -680,5 +738,5 @@ else:
     right.set_title("throughput vs vmap width")
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(OUT_DIR / "bench_sweep.png", dpi=120)
-    print(f"wrote {OUT_DIR / 'bench_sweep.png'} and its JSON")
+    fig.savefig(OUT_DIR / f"{args.name}.png", dpi=120)
+    print(f"wrote {OUT_DIR / (args.name + '.png')} and its JSON")

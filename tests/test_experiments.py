@@ -81,3 +81,20 @@ def test_search_compare_quick(tmp_path):
     for claim in ("hyperband_and_halving", "pbt", "tpe", "random_vs_grid", "overall"):
         assert record["verdict"][claim] in ("reproduced", "partly", "not reproduced")
     assert (tmp_path / "search_compare.png").exists()
+
+
+def test_bench_sweep_gpu_quick_gathers_both_sizes(tmp_path):
+    out = run_quick("bench_sweep_gpu", "--allow-cpu", "--out-dir", str(tmp_path))
+    summary = json.loads((tmp_path / "bench_sweep_gpu.json").read_text())
+    assert set(summary["runs"]) == {"4", "8"}
+    for n, run in summary["runs"].items():
+        record = json.loads((tmp_path / run["record"]).read_text())
+        assert record["workload"]["n_configs"] == int(n)
+        methods = record["methods"]
+        assert "2 of" in methods["(c) jit"]["extrapolated"]  # (c) timed on 2 configs
+        assert methods["(c) jit"]["loss_configs"] == [0, int(n) - 1]
+        for name, row in methods.items():  # the baselines' configs match (b)'s losses
+            assert row["max_abs_loss_diff_vs_b"] < 1e-4, name
+        assert run["methods"]["(a) jopt.sweep.run"]["configs_per_s"] > 0
+    (goal,) = summary["goal"]
+    assert goal.endswith("at 8 configs") and "goal" in out
