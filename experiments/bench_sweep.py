@@ -711,6 +711,8 @@ else:
     bars = left.barh(labels[::-1], rates[::-1], color="tab:blue")
     left.bar_label(bars, [f"{r:.2f}" for r in rates[::-1]], padding=3, fontsize=8)
     left.set_xscale("log")
+    left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xlabel(f"configs / s ({STEPS} steps each; * extrapolated)")
     platform_name = DEVICES[0].platform.upper()
     left.set_title(
