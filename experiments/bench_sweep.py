@@ -275,7 +275,9 @@ A, B, B2, C = "(a) jopt.sweep.run", "(b) jit(vmap), 1 device", "(b2) jit(vmap), 
 # whole machine gives without batching, the reference for how far beyond it (a) gets
 C2 = "(c2) jit, 1 config per device"
 n_dev = len(DEVICES)
-C2_CONFIGS = BASELINE[: max(n_dev, len(BASELINE) - len(BASELINE) % n_dev)]
+# whole groups of one config per device, spread over the grid like (c)'s
+n_c2 = max(n_dev, N_BASELINE - N_BASELINE % n_dev)
+C2_CONFIGS = np.linspace(0, N_CONFIGS - 1, n_c2).round().astype(int)
 hp_groups = [
     jax.device_put({k: v[C2_CONFIGS[i : i + n_dev]] for k, v in HP.items()}, config_sharding)
     for i in range(0, len(C2_CONFIGS), n_dev)
@@ -314,7 +316,7 @@ for repeat in range(REPEATS):  # the methods alternate, so load on the machine h
     )
     with Clock() as clock:
         outs = jax.block_until_ready([c2_compiled(hp, key_replicated) for hp in hp_groups])
-    c2_loss = np.concatenate([np.asarray(o["train_loss"]) for o in outs])[: len(C2_CONFIGS)]
+    c2_loss = np.concatenate([np.asarray(o["train_loss"]) for o in outs])
     record(
         C2,
         clock,
