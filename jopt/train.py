@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -406,6 +407,11 @@ class _Loop:
 # cost (round keys, loop launch) rivals a small model's whole step on a CPU. The indices are
 # the same pure function of the step either way.
 _BLOCK_POSITIONS = 8192
+# A block's examples are gathered together too when they fit in this many bytes: XLA's CPU
+# gather costs ~10 us per call for a batch of 100 rows (it hands the loop to a second thread),
+# a tenth of an MNIST-1D MLP step; one gather per block makes it noise. Larger examples
+# (images) keep the per-step gather, whose cost is small next to their model's step.
+_BLOCK_GATHER_BYTES = 4 << 20
 
 
 def _block_length(length: int, batch_size: int) -> int:
@@ -429,10 +435,15 @@ def _train_steps(state, loss_sum, data, keys, loop: _Loop, length: int):
     n = data.x_train.shape[0]
     block = _block_length(length, loop.batch_size)
 
-    def one_step(carry, idx):
+    row_bytes = sum(
+        math.prod(a.shape[1:]) * jnp.dtype(a.dtype).itemsize for a in (data.x_train, data.y_train)
+    )
+    gather_per_block = block * loop.batch_size * row_bytes <= _BLOCK_GATHER_BYTES
+
+    def one_step(carry, batch):
         state, loss_sum = carry
         step = state.step
-        x, y = data.x_train[idx], data.y_train[idx]
+        x, y = batch if gather_per_block else (data.x_train[batch], data.y_train[batch])
         if loop.augment is not None:
             x = loop.augment(jax.random.fold_in(augment_key, step), x)
         # UPDATE
@@ -446,7 +457,10 @@ def _train_steps(state, loss_sum, data, keys, loop: _Loop, length: int):
         # at the block's positions only: no sort, nothing carried, no per-step branch)
         steps = carry[0].step + jnp.arange(block, dtype=jnp.int32)
         draw = lambda step: batch_indices(data_key, step, n, loop.batch_size, loop.batch_mode)
-        carry, _ = jax.lax.scan(one_step, carry, jax.vmap(draw)(steps))
+        batches = jax.vmap(draw)(steps)  # (block, batch_size) example indices
+        if gather_per_block:
+            batches = (data.x_train[batches], data.y_train[batches])
+        carry, _ = jax.lax.scan(one_step, carry, batches)
         return carry, None
 
     (state, loss_sum), _ = jax.lax.scan(one_block, (state, loss_sum), length=length // block)

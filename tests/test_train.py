@@ -110,6 +110,16 @@ def test_fit_matches_hand_written_optax_scan(baseline):
     np.testing.assert_allclose(history["loss"], losses.reshape(2, 20).mean(1), rtol=1e-6)
 
 
+def test_gathering_each_step_equals_gathering_each_block(monkeypatch, baseline):
+    """Examples too large for a block-wide gather are gathered step by step: same run."""
+    monkeypatch.setattr(train, "_BLOCK_GATHER_BYTES", 0)
+    jax.clear_caches()  # the cached program gathers per block
+    state, history = fit(MODEL, TX, DATA, key=KEY, **RUN)
+    leaves_equal(state.params, baseline[0].params)
+    np.testing.assert_array_equal(history["loss"], baseline[1]["loss"])
+    jax.clear_caches()
+
+
 PROGRESS_RUN = dict(
     steps=40, batch_size=16, eval_every=20, batch_mode="sequential", progress_every=10
 )
