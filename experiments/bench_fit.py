@@ -4,13 +4,15 @@ Run: python -m experiments.bench_fit [--quick]
 
 Trains two MNIST-1D models of the paper, the MLP (40-100-100-10, about 130 us of compute
 per step on one CPU core) and logistic regression (40-10, a few us per step), with Adam,
-batch 100, shuffled epochs, for the same number of steps in four ways, and evaluates once
+batch 100, shuffled epochs, for the same number of steps in six ways, and evaluates once
 at the end on the full train and test sets:
 
   fit            jopt.train.fit(..., progress=False): one compiled lax.scan
   fit+progress   the same with the tqdm bar fed by jax.debug.callback (bar sent to a buffer)
   (a) scan       a hand-written optax + lax.scan loop, jitted whole: the honest baseline
   (b) python     a Python for-loop over a jitted train step, numpy batches
+  fit seq        fit(..., batch_mode="sequential"): batch t is examples [100 t, 100 t + 100)
+  (a) scan seq   (a) on the same sequential batches, sliced with lax.dynamic_slice
 
 Compile time (first call minus the median run) is reported apart from run time (the median
 of the repeats, the methods alternating within each repeat so that load on the machine

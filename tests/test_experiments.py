@@ -19,7 +19,11 @@ def test_lr_momentum_sweep_quick(tmp_path):
 
 @pytest.mark.parametrize(
     "module,word",
-    [("bench_rules", "ratio"), ("bench_search", "speed-up")],
+    [
+        ("bench_rules", "ratio"),
+        ("bench_search", "speed-up"),
+        ("bench_fit", "fit seq / (a) scan seq"),
+    ],
 )
 def test_benchmark_quick(module, word):
     out = run_quick(module)
