@@ -9,6 +9,7 @@ import pytest
 import jopt
 from jopt.search.pbt import pbt, plot_lineage
 from jopt.search.resumable import Resumable, fit_trial
+from jopt.sweep import engine
 
 TX = jopt.momentum(0.0, beta=0.5)
 
@@ -179,7 +180,9 @@ def test_traces_once_and_finds_a_decreasing_learning_rate():
     assert int(out.carry["opt"].count[0]) == 160
     lr = out.best["trajectory"]["learning_rate"]
     assert lr[0] > 0.02 and lr[-1] / lr[0] < 0.5, lr  # not simply the smallest lr throughout
-    # a second search with other starting values and another key reuses the compiled program
+    # a second search with other starting values and another key traces the trial again (to
+    # see what it computes now) but reuses every compiled program
+    programs = len(engine.PROGRAMS)
     again = pbt(
         trial,
         [{"learning_rate": lr} for lr in np.geomspace(0.02, 0.3, 8).tolist()],
@@ -191,7 +194,7 @@ def test_traces_once_and_finds_a_decreasing_learning_rate():
         key=1,
         seeds_share_data=False,
     )
-    assert len(traces) == 1
+    assert len(traces) == 2 and len(engine.PROGRAMS) == programs
     assert again.history["learning_rate"][0, 0] == pytest.approx(0.02)
     assert not np.array_equal(again.history["parent"], out.history["parent"])
 

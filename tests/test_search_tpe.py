@@ -16,6 +16,7 @@ import pytest
 
 import jopt
 from jopt.search.tpe import tpe
+from jopt.sweep import engine
 
 DISTS = {"learning_rate": jopt.sweep.LogUniform(1e-5, 1.0), "wd": jopt.sweep.Uniform(0.0, 1.0)}
 OPTIMUM = 0.0  # at learning_rate = 1e-2, wd = 0.3
@@ -65,8 +66,11 @@ def test_one_trace_per_static_group_across_batches():
     assert all(all(b["cached_program"]) for b in out.result.info["batches"][1:])
     assert isinstance(out.best["k"], int) and out.best["width"] in (1, 2, 4)
     assert out.result.metrics["score"].shape == (30, 2)
+    programs = len(engine.PROGRAMS)
     again = tpe(trial, dists, n_trials=8, batch_size=8, metric="score", seeds=2, progress=False)
-    assert len(traces) == 2 and len(again.result) == 8  # a new search reuses the programs
+    # a new search traces its groups again (to see what the trial computes now) and reuses
+    # the compiled programs
+    assert len(again.result) == 8 and len(engine.PROGRAMS) == programs
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

@@ -137,7 +137,9 @@ def test_a_second_run_reuses_the_compiled_program():
 
     first = sweep.run(counted, sweep.grid(lr=[0.1, 0.2, 0.3]), seeds=2, progress=False)
     second = sweep.run(counted, sweep.grid(lr=[0.4, 0.5, 0.6]), seeds=2, progress=False)
-    assert len(traces) == 1
+    # each call traces once (to see what the trial computes now), the second compiles nothing
+    assert len(traces) == 2
+    assert not first.info["groups"][0]["cached_program"]
     assert second.info["groups"][0]["cached_program"]
     ratio = np.array([[0.4 / 0.1], [0.5 / 0.2], [0.6 / 0.3]])
     np.testing.assert_allclose(second.metrics["value"], ratio * first.metrics["value"], rtol=1e-6)
@@ -224,7 +226,7 @@ def test_checkpoint_of_another_sweep_is_refused(tmp_path):
     again = sweep.run(trial, SPACE, seeds=1, checkpoint_dir=tmp_path, progress=False)
     assert again.info["resumed_configs"] == len(SPACE)
     other = sweep.grid(learning_rate=[0.5], momentum=[0.0])
-    with pytest.raises(ValueError, match="different space"):
+    with pytest.raises(ValueError, match="different sweep"):
         sweep.run(trial, other, seeds=1, checkpoint_dir=tmp_path, progress=False)
 
 

@@ -6,9 +6,10 @@ carry, they are not restarted), and so on until one is left or ``max_steps`` is 
 Hyperband (Li et al., 2018) runs several such brackets that trade the number of
 configurations against the steps each gets, hedging against a too-aggressive first rung.
 
-On device: survivors are gathered from the population's carry by index, cut into chunks of a
-fixed ``width`` (padded by repeating a row), and advanced in units of ``min_steps`` steps, so
-every rung and every bracket with the same unit reuses ONE compiled program.
+On device: survivors are a ``jopt.sweep.engine.Population``: gathered from its carry by index,
+cut into chunks of a fixed ``width`` (padded by repeating a row), and advanced in units of
+``min_steps`` steps, so every rung and every bracket with the same unit reuses ONE compiled
+program.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt.search.resumable import Resumable, advance_population, init_population
+from jopt.search.resumable import Resumable
+from jopt.sweep.engine import Population
 from jopt.sweep.result import SweepResult
 from jopt.sweep.spaces import Space
 
@@ -73,70 +75,6 @@ def _check_common(eta: int, min_steps: int, mode: str) -> None:
         raise ValueError(f"min_steps must be an int >= 1, got {min_steps!r}.")
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
-
-
-def _take(tree: Any, rows: np.ndarray) -> Any:
-    rows = jnp.asarray(rows)
-    return jax.tree.map(lambda x: x[rows], tree)
-
-
-def _concat(trees: list[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *trees)
-
-
-class _Population:
-    """The carries of every configuration of a bracket, advanced chunk by chunk."""
-
-    def __init__(self, trial, configs, key, width, devices):
-        self.trial, self.configs, self.width, self.devices = trial, configs, width, devices
-        keys = jnp.stack([key] * len(configs))
-        chunks = []
-        for first in range(0, len(configs), width):
-            rows = list(range(first, min(first + width, len(configs))))
-            chunks.append(
-                init_population(
-                    trial,
-                    [configs[r] for r in rows],
-                    keys[np.asarray(rows)],
-                    width=width,
-                    devices=devices,
-                )
-            )
-        full = _concat(chunks)
-        self.carry = _take(full, _real_rows(len(configs), width))
-        self.padded_steps = 0
-
-    def advance(self, rows: Sequence[int], unit: int, repeats: int) -> dict[str, np.ndarray]:
-        """Advances configurations ``rows`` by ``repeats * unit`` steps; returns their metrics."""
-        metrics: list[dict[str, np.ndarray]] = []
-        for first in range(0, len(rows), self.width):
-            chunk = list(rows[first : first + self.width])
-            padded = chunk + [chunk[-1]] * (self.width - len(chunk))
-            carry = _take(self.carry, np.asarray(padded))
-            configs = [self.configs[r] for r in padded]
-            for _ in range(repeats):
-                carry, out = advance_population(
-                    self.trial, carry, configs, unit, devices=self.devices
-                )
-                self.padded_steps += unit * self.width
-            real = _take(carry, np.arange(len(chunk)))
-            self.carry = _scatter(self.carry, np.asarray(chunk), real)
-            metrics.append({k: v[: len(chunk)] for k, v in out.items()})
-        return {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
-
-
-def _real_rows(n: int, width: int) -> np.ndarray:
-    """Rows of the concatenated padded chunks that hold the n real configurations."""
-    rows = []
-    for first in range(0, n, width):
-        chunk = min(width, n - first)
-        rows += [first // width * width + i for i in range(chunk)]
-    return np.asarray(rows)
-
-
-def _scatter(tree: Any, rows: np.ndarray, values: Any) -> Any:
-    rows = jnp.asarray(rows)
-    return jax.tree.map(lambda x, v: x.at[rows].set(v), tree, values)
 
 
 def _rank(values: np.ndarray, mode: str) -> np.ndarray:
@@ -223,7 +161,8 @@ def successive_halving(
     n_dev = len(devices) if devices is not None else len(jax.devices())
     width = width or max(n // eta, 1)
     width = n_dev * math.ceil(width / n_dev)
-    population = _Population(trial, configs, jax.random.PRNGKey(seed), width, devices)
+    keys = jnp.stack([jax.random.PRNGKey(seed)] * n)
+    population = Population(trial, configs, keys, width=width, devices=devices)
 
     alive = list(range(n))
     last: dict[int, dict[str, float]] = {}

@@ -110,9 +110,6 @@ def cross_validate(
         return jax.vmap(lambda fold_data: dict(make_trial(fold_data)(hp, key)))(folds)
 
     trial.__qualname__ = f"cross_validate[{getattr(make_trial, '__qualname__', 'make_trial')}]"
-    run_kwargs.setdefault(
-        "trial_id", f"{_runner._trial_id(make_trial)}:k={k}:seed={seed}:n={data.n_train}"
-    )
     result = _runner.run(trial, space, seeds, **run_kwargs)
 
     names = list(result.metrics)

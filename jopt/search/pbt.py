@@ -25,13 +25,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jopt import devices as _devices
 from jopt.hyperparams import hparams as _hparams
 from jopt.hyperparams import scale_hparams
-from jopt.search.resumable import Resumable, init_population
+from jopt.search.resumable import Resumable
+from jopt.sweep import engine
 from jopt.sweep.result import SweepResult
 
 __all__ = ["PBTResult", "pbt", "plot_lineage"]
@@ -258,10 +256,9 @@ def pbt(
         else jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n))
     )
     search_key = jax.random.split(base)[1]
-    carry = init_population(trial, configs, member_keys, devices=devices)
+    carry = engine.init_population(trial, configs, member_keys, devices=devices)
     width = jax.tree.leaves(carry)[0].shape[0]
-    mesh = _devices.sweep_mesh(devices)
-    sharding = NamedSharding(mesh, P("config"))
+    sharding = engine.layout(devices).config
 
     in_carry = jax.eval_shape(lambda c: _hparams(c), carry)
     in_carry_q = jax.eval_shape(lambda c: _hparams(c, qualified=True), carry)
@@ -330,29 +327,13 @@ def pbt(
         (carry, _, _), records = jax.lax.scan(one_round, state, jnp.arange(rounds))
         return carry, records
 
-    # One compiled program per (trial, schedule, population shape, search settings): a second
-    # pbt call with new seeds or starting values reuses it.
-    program_key = (
-        id(trial),
-        rounds,
-        ready_every,
-        metric,
-        mode,
-        n,
-        width,
-        k,
-        tuple(factors.tolist()),
-        tuple(names),
-        tuple(searched),
-        tuple(sorted((name, tuple(map(float, b))) for name, b in bounds.items())),
-        tuple(where.items()),
-        tuple(d.id for d in mesh.devices.flat),
-        jax.tree.structure(carry),
+    # The whole run is one program, cached by what it computes: a second pbt call with new
+    # seeds or starting values (same shapes and settings) reuses it.
+    args = (carry, extra0, search_key)
+    program, _ = engine.compile_by_content(
+        run, args, tag=("pbt", engine.layout(devices).device_ids)
     )
-    program = _PROGRAMS.get(program_key)
-    if program is None:
-        program = _PROGRAMS[program_key] = (jax.jit(run), trial)
-    carry, records = program[0](carry, extra0, search_key)
+    carry, records = program(*args)
     records = jax.device_get(records)
     carry = jax.tree.map(lambda x: x[:n], carry)
 
@@ -395,10 +376,6 @@ def pbt(
         "trajectory": {name: history[name][np.arange(rounds), lineage] for name in names},
     }
     return PBTResult(result, history, best, carry, metric, mode)
-
-
-# Compiled pbt programs; each entry keeps its trial alive so that ids are not reused.
-_PROGRAMS: dict[tuple, tuple[Any, Resumable]] = {}
 
 
 def plot_lineage(result: PBTResult, hparam: str, *, ax=None, log: bool | None = None):

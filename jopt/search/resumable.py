@@ -7,9 +7,10 @@ Hyperband, PBT) needs a trial in two parts:
 * ``advance(carry, hparams, steps) -> (carry, metrics)``: train ``steps`` more steps (a static
   int) and report metrics (scalars).
 
-Both are pure and written for ONE configuration; ``advance_population`` vmaps them over a
-population and shards it over the devices, padding to a fixed width so that every call with
-the same ``steps`` reuses one compiled program.
+Both are pure and written for ONE configuration; the engine (``jopt.sweep.engine``:
+``init_population``, ``advance_population``, ``Population``) vmaps them over a population and
+shards it over the devices, padding to a fixed width so that every call with the same
+``steps`` reuses one compiled program.
 
 ``fit_trial`` builds one from ``jopt.train.fit``: the optimizer is built once, and each
 member's hyperparameters are written into its optimizer state with ``jopt.set_hparams``, so
@@ -19,20 +20,15 @@ members differ only in data (the jopt way: hyperparameters are state). Advancing
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jopt import devices as _devices
 from jopt.hyperparams import hparams as _hparams
 from jopt.hyperparams import set_hparams
+from jopt.sweep.engine import advance_population, init_population
 
 __all__ = ["Resumable", "advance_population", "fit_trial", "init_population"]
 
@@ -121,79 +117,3 @@ def fit_trial(
 
 def _params_shape(model, data):
     return model.init(jax.random.PRNGKey(0), data.x_train[:1])["params"]
-
-
-def _pad(n: int, width: int) -> int:
-    return width * math.ceil(n / width)
-
-
-def _mesh_and_sharding(devices):
-    mesh = _devices.sweep_mesh(devices)
-    return mesh, NamedSharding(mesh, P("config")), NamedSharding(mesh, P())
-
-
-def _stack_hparams(configs: Sequence[Mapping[str, Any]], rows: Sequence[int]) -> dict[str, Any]:
-    names = list(configs[0])
-    return {n: np.asarray([configs[r][n] for r in rows], np.float32) for n in names}
-
-
-def init_population(
-    trial: Resumable,
-    configs: Sequence[Mapping[str, Any]],
-    keys: jax.Array,
-    *,
-    width: int | None = None,
-    devices=None,
-) -> Any:
-    """``vmap(trial.init)`` over configurations (row i uses ``keys[i]``), padded to ``width``.
-
-    Returns the batched carry with a leading axis of ``pad(len(configs), width)`` rows (the
-    padding repeats the last row; ``width`` defaults to the number of configurations rounded
-    up to the device count).
-    """
-    mesh, sharding, _ = _mesh_and_sharding(devices)
-    n_dev = mesh.devices.size
-    width = _pad(width or len(configs), n_dev)
-    rows = list(range(len(configs))) + [len(configs) - 1] * (
-        _pad(len(configs), width) - len(configs)
-    )
-    hp = _stack_hparams(configs, rows)
-    keys = jnp.asarray(keys)[np.asarray(rows)]
-    init = _INIT.get(id(trial))
-    if init is None:
-        init = _INIT[id(trial)] = jax.jit(jax.vmap(trial.init), out_shardings=sharding)
-    return init(hp, keys)
-
-
-def advance_population(
-    trial: Resumable,
-    carry: Any,
-    configs: Sequence[Mapping[str, Any]],
-    steps: int,
-    *,
-    devices=None,
-) -> tuple[Any, dict[str, np.ndarray]]:
-    """``vmap(trial.advance)`` over a batched carry for ``steps`` steps, sharded over devices.
-
-    ``configs`` gives each row's hyperparameters (``len(configs)`` == the carry's rows). The
-    compiled program depends only on the carry's shape and ``steps``, so a strategy that keeps
-    its population width fixed compiles each distinct ``steps`` once.
-
-    Returns:
-      ``(carry, metrics)`` with metrics as numpy arrays of shape ``(rows,)``.
-    """
-    if not (isinstance(steps, (int, np.integer)) and steps >= 1):
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
-    _, sharding, _ = _mesh_and_sharding(devices)
-    hp = _stack_hparams(configs, range(len(configs)))
-    fn = _ADVANCE.get((id(trial), int(steps)))
-    if fn is None:
-        fn = jax.jit(jax.vmap(lambda c, h: trial.advance(c, h, int(steps))), out_shardings=sharding)
-        _ADVANCE[(id(trial), int(steps))] = fn
-    carry, metrics = fn(carry, hp)
-    return carry, {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-
-
-# Compiled programs per trial (the closures keep the trial alive, so ids are not reused).
-_ADVANCE: dict[tuple[int, int], Callable] = {}
-_INIT: dict[int, Callable] = {}

@@ -19,11 +19,13 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
+from jopt.sweep import engine
 from jopt.sweep import runner as _runner
 from jopt.sweep.result import SweepResult
-from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Space, Static, Uniform
+from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Static, Uniform
 
 __all__ = ["TPEResult", "tpe"]
 
@@ -155,22 +157,47 @@ def _history(study, maximize: bool) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
-def _padded(configs: list[dict[str, Any]], static_names: Sequence[str], width: int):
-    """Each static group of ``configs`` padded to ``width`` by repeating its last config.
+def _run_batch(
+    trial: Callable,
+    batch: list[dict[str, Any]],
+    static_names: Sequence[str],
+    seeds: list[int],
+    *,
+    width: int,
+    calls: int,
+    where: engine.Layout,
+    traced: dict[tuple, engine.TracedTrial],
+) -> SweepResult:
+    """Runs a batch on the engine: each static group padded to ``calls`` calls of ``width``.
 
-    Returns the padded list and, for each original config, its row in it. Every group of
-    every batch then has the same shape, so one compiled program per group serves all.
+    Every group of every batch then has the same shapes, so each group's program is compiled
+    once for the whole search; ``traced`` keeps each group's trace across batches.
     """
+    start = time.perf_counter()
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+    names = [n for n in batch[0] if n not in static_names]
     groups: dict[tuple, list[int]] = {}
-    for i, config in enumerate(configs):
+    for i, config in enumerate(batch):
         groups.setdefault(tuple(repr(config[n]) for n in static_names), []).append(i)
-    padded, rows = [], [0] * len(configs)
-    for indices in groups.values():
-        for i in indices:
-            rows[i] = len(padded)
-            padded.append(configs[i])
-        padded += [configs[indices[-1]]] * (width - len(indices))
-    return padded, rows
+    per_row: list[dict[str, np.ndarray]] = [{} for _ in batch]
+    group_info = []
+    for label, rows in groups.items():
+        if label not in traced:
+            static = {n: batch[rows[0]][n] for n in static_names}
+            traced[label] = engine.trace_trial(trial, static, names)
+        padded = engine.pad(rows, width * calls)
+        call_info: dict[str, Any] = {}
+        for first in range(0, len(rows), width):
+            chunk = padded[first : first + width]
+            hp = engine.stack_configs([batch[i] for i in chunk], names)
+            hp = hp or {engine.ROW: np.arange(width, dtype=np.float32)}
+            out = engine.run_trials(traced[label], hp, keys, where, info=call_info)
+            for j, i in enumerate(chunk[: len(rows) - first]):
+                per_row[i] = {k: v[j] for k, v in out.items()}
+        group_info.append(call_info)
+    metrics = {k: np.stack([r[k] for r in per_row]) for k in per_row[0]}
+    info = {"groups": group_info, "wall_time_s": time.perf_counter() - start}
+    return SweepResult(batch, metrics, seeds, static_names, info)
 
 
 def _score(result: SweepResult, metric: str) -> np.ndarray:
@@ -322,7 +349,7 @@ def tpe(
     converted = {name: _distribution(name, d) for name, d in distributions.items()}
     optuna_dists = {name: d for name, (d, _) in converted.items()}
     static_names = [name for name, (_, is_static) in converted.items() if is_static]
-    seeds_list = _runner._seeds(seeds)
+    seeds_list = _runner.as_seeds(seeds)
     maximize = mode == "max"
     direction = "maximize" if maximize else "minimize"
 
@@ -396,6 +423,13 @@ def _search(
     """The ask / run / tell loop; returns (configs, per-config metrics, info)."""
     optuna = _optuna()
     worker = _worker()
+    where = engine.layout(devices)
+    seeds_list = _runner.as_seeds(seeds)
+    width = where.round_up(
+        min(chunk_size, batch_size) if chunk_size else _runner.default_chunk_size(batch_size, where)
+    )
+    calls = math.ceil(batch_size / width)
+    traced: dict[tuple, engine.TracedTrial] = {}  # each static group traced once per search
     stale = _fail_stale(study)
     configs: list[dict[str, Any]] = []
     metrics: list[dict[str, np.ndarray]] = []
@@ -422,14 +456,15 @@ def _search(
                     asked.append(study.ask(optuna_dists))
                     asked[-1].set_user_attr(WORKER_ATTR, worker)
                 batch = [{n: t.params[n] for n in optuna_dists} for t in asked]
-                padded, rows = _padded(batch, static_names, batch_size)
-                result = _runner.run(
+                result = _run_batch(
                     trial,
-                    Space(padded, static_names),
-                    seeds=seeds,
-                    chunk_size=chunk_size,
-                    devices=devices,
-                    progress=False,
+                    batch,
+                    static_names,
+                    seeds_list,
+                    width=width,
+                    calls=calls,
+                    where=where,
+                    traced=traced,
                 )
                 score = _score(result, metric)
             except BaseException:
@@ -437,7 +472,7 @@ def _search(
                     study.tell(t, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 raise
             scalars = [n for n, v in result.metrics.items() if v.ndim == 2 and n != metric]
-            for t, row in zip(asked, rows):
+            for row, t in enumerate(asked):
                 value = float(score[row])
                 if result.diverged[row].any() or not math.isfinite(value):
                     t.set_user_attr(DIVERGED_ATTR, True)
@@ -449,7 +484,7 @@ def _search(
                 for callback in callbacks:
                     callback(study, frozen)
             configs += batch
-            metrics += [{n: v[row] for n, v in result.metrics.items()} for row in rows]
+            metrics += [{n: v[row] for n, v in result.metrics.items()} for row in range(len(batch))]
             group_info = result.info.get("groups", [])
             info["batches"].append(
                 {

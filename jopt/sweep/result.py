@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import math
+import os
+import stat
+import tempfile
 import warnings
-from collections.abc import Sequence
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -133,13 +141,48 @@ class SweepResult:
         self.to_dataframe().to_csv(path, index=False)
 
     def save(self, path: str | Path) -> None:
-        """Writes ``path.json`` (configs, seeds, info) and ``path.npz`` (metrics, diverged).
+        """Writes the result to ``path.json`` and ``path.npz``, each replaced atomically.
 
-        Both are plain formats: ``json.load`` and ``numpy.load`` read them without jopt.
+        ``path.json`` holds the configs, seeds, static names, metric names, ``info`` and the
+        sha256 of ``path.npz``; ``path.npz`` holds each metric and ``diverged``. Both are plain
+        formats: ``json.load`` and ``numpy.load`` read them without jopt.
+
+        The suffixes are appended to ``path`` as given, so ``"runs/sweep_lr0.1"`` writes
+        ``runs/sweep_lr0.1.json`` and ``runs/sweep_lr0.1.npz``; only a trailing ``.json`` or
+        ``.npz`` is dropped first (``save("r.json")`` writes ``r.json`` and ``r.npz``). Each
+        file is written in full to a temporary file next to it and then renamed over the old
+        one, so an interrupted save leaves the previous files in place; a save interrupted
+        between the two renames leaves a pair that ``load`` rejects by its checksum.
+
+        Args:
+          path: the common name of the two files, with or without ``.json`` or ``.npz``.
+            Missing parent directories are created.
+
+        Raises:
+          ValueError: if ``path`` has no file name, or a metric is called ``diverged`` (that
+            name holds the divergence mask in the ``.npz``).
+
+        Examples:
+          >>> import os, tempfile
+          >>> import numpy as np, jopt
+          >>> acc = np.array([[0.5, 0.7], [0.9, np.nan]])
+          >>> r = jopt.sweep.SweepResult([{"lr": 0.1}, {"lr": 1.0}], {"acc": acc}, seeds=[0, 1])
+          >>> with tempfile.TemporaryDirectory() as d:
+          ...     r.save(os.path.join(d, "sweep_lr0.1"))
+          ...     files = sorted(os.listdir(d))
+          ...     loaded = jopt.sweep.SweepResult.load(os.path.join(d, "sweep_lr0.1"))
+          >>> files
+          ['sweep_lr0.1.json', 'sweep_lr0.1.npz']
+          >>> loaded.configs, loaded.metrics["acc"].tolist(), loaded.diverged.tolist()
+          ([{'lr': 0.1}, {'lr': 1.0}], [[0.5, 0.7], [0.9, nan]], [[False, False], [False, True]])
         """
-        path = Path(path)
-        base = path.with_suffix("") if path.suffix in (".json", ".npz") else path
-        base.parent.mkdir(parents=True, exist_ok=True)
+        if "diverged" in self.metrics:
+            raise ValueError(
+                "a metric may not be called 'diverged': the .npz stores the divergence mask "
+                "under that name."
+            )
+        json_path, npz_path = _file_pair(path)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "configs": self.configs,
             "seeds": self.seeds,
@@ -147,21 +190,202 @@ class SweepResult:
             "metrics": sorted(self.metrics),
             "info": _jsonable(self.info),
         }
-        base.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-        np.savez(base.with_suffix(".npz"), diverged=self.diverged, **self.metrics)
+        temporaries: list[str] = []
+        try:
+            # Both files are complete on disk before either replaces its old version, which
+            # narrows an inconsistent pair to a kill between the two renames; the .npz is
+            # renamed first so that the .json, renamed last, vouches for it by its checksum.
+            npz_tmp = _write_temporary(
+                npz_path, lambda f: np.savez(f, diverged=self.diverged, **self.metrics)
+            )
+            temporaries.append(npz_tmp)
+            meta["npz_sha256"] = _sha256(npz_tmp)
+            text = json.dumps(meta, indent=1).encode()
+            json_tmp = _write_temporary(json_path, lambda f: f.write(text))
+            temporaries.append(json_tmp)
+            os.replace(npz_tmp, npz_path)
+            temporaries.remove(npz_tmp)
+            os.replace(json_tmp, json_path)
+            temporaries.remove(json_tmp)
+        finally:
+            for tmp in temporaries:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)
+        _fsync_directory(json_path.parent)
 
     @classmethod
     def load(cls, path: str | Path) -> SweepResult:
-        """Reads what ``save`` wrote."""
-        path = Path(path)
-        base = path.with_suffix("") if path.suffix in (".json", ".npz") else path
-        meta = json.loads(base.with_suffix(".json").read_text())
-        with np.load(base.with_suffix(".npz")) as arrays:
-            metrics = {name: arrays[name] for name in meta["metrics"]}
-            diverged = arrays["diverged"]
+        """Reads a result written by ``save``, checking that the two files belong together.
+
+        Args:
+          path: the name given to ``save``; a trailing ``.json`` or ``.npz`` is dropped, so
+            ``load("r")``, ``load("r.json")`` and ``load("r.npz")`` all read ``r.json`` and
+            ``r.npz``.
+
+        Returns:
+          A ``SweepResult`` equal to the saved one (``info`` as JSON stores it: tuples become
+          lists, non-finite floats strings).
+
+        Raises:
+          FileNotFoundError: if ``path.json`` or ``path.npz`` does not exist.
+          ValueError: naming the file at fault, if the JSON does not parse or lacks a key, the
+            ``.npz`` is not a readable archive, its sha256 differs from the one recorded in the
+            JSON (a truncated file, or one of another save), a metric named in the JSON is
+            missing or does not have the leading shape ``(n_configs, n_seeds)``, or
+            ``diverged`` is missing or not a bool array of that shape. Files written before
+            the checksum was recorded load without the checksum check.
+
+        Examples:
+          >>> import os, tempfile
+          >>> import numpy as np, jopt
+          >>> r = jopt.sweep.SweepResult([{"lr": 0.1}], {"loss": np.ones((1, 2, 3))}, seeds=[0, 1])
+          >>> with tempfile.TemporaryDirectory() as d:
+          ...     r.save(os.path.join(d, "run.json"))
+          ...     loaded = jopt.sweep.SweepResult.load(os.path.join(d, "run.npz"))
+          >>> loaded
+          SweepResult(1 configs x 2 seeds, metrics: loss; 0 diverged runs)
+        """
+        json_path, npz_path = _file_pair(path)
+        for required in (json_path, npz_path):
+            if not required.is_file():
+                raise FileNotFoundError(
+                    errno.ENOENT, "no saved sweep result file (SweepResult.load)", str(required)
+                )
+        meta = _read_meta(json_path)
+        n_configs, n_seeds = len(meta["configs"]), len(meta["seeds"])
+        expected = meta.get("npz_sha256")
+        if expected is not None and _sha256(npz_path) != expected:
+            raise ValueError(
+                f"{npz_path}: its sha256 differs from the one recorded in {json_path}; the .npz "
+                "is damaged or comes from another save (a save interrupted between writing the "
+                ".npz and the .json leaves such a pair)."
+            )
+        try:
+            with np.load(npz_path, allow_pickle=False) as arrays:
+                stored = set(arrays.files)
+                metrics = {name: arrays[name] for name in meta["metrics"] if name in stored}
+                diverged = arrays["diverged"] if "diverged" in stored else None
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{npz_path}: not a readable .npz archive ({e}).") from e
+        for name in meta["metrics"]:
+            if name not in metrics:
+                raise ValueError(f"{npz_path}: metric {name!r}, listed in {json_path}, is missing.")
+            shape = metrics[name].shape
+            if shape[:2] != (n_configs, n_seeds):
+                raise ValueError(
+                    f"{npz_path}: metric {name!r} has shape {shape}; {json_path} lists "
+                    f"{n_configs} configs and {n_seeds} seeds, so ({n_configs}, {n_seeds}, ...) "
+                    "was expected."
+                )
+        if diverged is None:
+            raise ValueError(f"{npz_path}: the 'diverged' array is missing.")
+        if diverged.dtype != np.bool_ or diverged.shape != (n_configs, n_seeds):
+            raise ValueError(
+                f"{npz_path}: 'diverged' is {diverged.dtype} of shape {diverged.shape}; expected "
+                f"bool of shape ({n_configs}, {n_seeds})."
+            )
         return cls(
             meta["configs"], metrics, meta["seeds"], meta["static_names"], meta["info"], diverged
         )
+
+
+_META_TYPES = {"configs": list, "seeds": list, "static_names": list, "metrics": list, "info": dict}
+
+
+def _file_pair(path: str | Path) -> tuple[Path, Path]:
+    """``(base.json, base.npz)``: suffixes are appended, so dots in the name are kept."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".json", ".npz"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    if not name or name in (".", ".."):
+        raise ValueError(f"{str(path)!r} has no file name to save the sweep result under.")
+    return path.with_name(name + ".json"), path.with_name(name + ".npz")
+
+
+def _read_meta(json_path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e}).") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{json_path}: expected a JSON object, got {type(meta).__name__}.")
+    missing = [key for key in _META_TYPES if key not in meta]
+    if missing:
+        raise ValueError(f"{json_path}: missing key(s) {missing}; not written by SweepResult.save.")
+    for key, kind in _META_TYPES.items():
+        if not isinstance(meta[key], kind):
+            raise ValueError(
+                f"{json_path}: {key!r} should be a JSON {'array' if kind is list else 'object'}, "
+                f"got {type(meta[key]).__name__}."
+            )
+    if not all(isinstance(c, dict) for c in meta["configs"]):
+        raise ValueError(f"{json_path}: every entry of 'configs' should be a JSON object.")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in meta["seeds"]):
+        raise ValueError(f"{json_path}: 'seeds' should hold integers, got {meta['seeds']}.")
+    if not all(isinstance(m, str) for m in meta["metrics"]):
+        raise ValueError(f"{json_path}: 'metrics' should hold names, got {meta['metrics']}.")
+    return meta
+
+
+def _write_temporary(target: Path, write: Callable[[BinaryIO], Any]) -> str:
+    """Writes a durable temporary file next to ``target`` (same file system: rename is atomic)."""
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file readable by its owner only; the result should get the
+        # permissions a plain open() would have given it.
+        os.chmod(tmp, _file_mode(target))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return tmp
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)  # overwriting keeps the file's mode
+    except OSError:
+        pass
+    umask = None
+    with contextlib.suppress(OSError, ValueError):
+        # Linux reports the umask here; reading it does not change it, unlike os.umask, which
+        # would briefly give other threads a umask of 0.
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The renames themselves are only durable once the directory entry is flushed; some
+    # platforms (Windows) cannot open a directory, and there the rename is all we can do.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,32 +9,38 @@ How a sweep runs (each step a few lines below, so it can be copied and edited):
 3. The configuration axis is sharded over a 1-D device mesh (every core of a CPU, every GPU,
    every process of a ``jax.distributed`` job), and cut into equal chunks that fit memory; the
    last chunk is padded, so the program compiles once per group.
-4. Each finished chunk is written to ``checkpoint_dir`` atomically; a rerun skips it.
+4. Each finished chunk is written to ``checkpoint_dir`` atomically, bound to the content of
+   the sweep (the traced program of every group, the space and the seeds); a rerun skips it.
+
+The batching itself (padding, mesh, vmap, compiled-program cache) is ``jopt.sweep.engine``;
+the chunk store is ``jopt.checkpoint.SweepStore``. This module only decides what to run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jopt import devices as _devices
+from jopt.sweep import engine
 from jopt.sweep.result import SweepResult
 from jopt.sweep.spaces import Space
 
-__all__ = ["CPU_CONFIGS_PER_DEVICE", "default_memory_budget", "run"]
+__all__ = [
+    "CPU_CONFIGS_PER_DEVICE",
+    "as_seeds",
+    "default_chunk_size",
+    "default_memory_budget",
+    "run",
+]
 
 # On CPU devices a narrow vmap is faster than a wide one: XLA's CPU batched matmuls lose cache
 # locality as the batch grows (64 configs of the MNIST-1D MLP: 12.7 s in one call of 64,
@@ -59,13 +65,6 @@ def default_memory_budget(device: jax.Device) -> int:
     return int(0.4 * total / n_cpu)
 
 
-def _trial_id(trial: Callable) -> str:
-    code = getattr(trial, "__code__", None)
-    digest = hashlib.sha256(code.co_code if code is not None else b"").hexdigest()[:16]
-    name = getattr(trial, "__qualname__", type(trial).__name__)
-    return f"{getattr(trial, '__module__', '?')}.{name}:{digest}"
-
-
 def _as_space(space: Space | Sequence[Mapping[str, Any]]) -> Space:
     if isinstance(space, Space):
         return space
@@ -74,96 +73,32 @@ def _as_space(space: Space | Sequence[Mapping[str, Any]]) -> Space:
     return Space(list(space))
 
 
-def _seeds(seeds: int | Sequence[int]) -> list[int]:
+def as_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list of ints: an int ``n >= 1`` means ``[0, ..., n - 1]``.
+
+    Examples:
+      >>> from jopt.sweep.runner import as_seeds
+      >>> as_seeds(3), as_seeds([7, 11])
+      ([0, 1, 2], [7, 11])
+    """
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {seeds}.")
+            raise ValueError(f"seeds must be an int >= 1 or a list of ints, got {seeds}.")
         return list(range(int(seeds)))
-    seeds = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes, Mapping)) or not isinstance(seeds, Sequence):
+        raise TypeError(f"seeds must be an int >= 1 or a list of ints, got {seeds!r}.")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"seeds must be an int >= 1 or a list of ints, got {seeds!r}.")
     if not seeds:
         raise ValueError("seeds is empty.")
-    return seeds
+    return [int(s) for s in seeds]
 
 
-def _batched_trial(trial: Trial, static: dict[str, Any]):
-    """(hp[C], keys[S]) -> metrics[C, S, ...]: vmap over seeds inside vmap over configs."""
+def _group_label(static: Mapping[str, Any]) -> str:
+    from jopt.sweep.spaces import stable_repr
 
-    def one(dynamic, key):
-        out = trial({**dynamic, **static}, key)
-        if not isinstance(out, Mapping):
-            raise TypeError(
-                f"the trial must return a dict of arrays (metric name -> value), got "
-                f"{type(out).__name__}."
-            )
-        return {k: jnp.asarray(v) for k, v in out.items()}
-
-    over_seeds = jax.vmap(one, in_axes=(None, 0))
-    return jax.vmap(over_seeds, in_axes=(0, None))
-
-
-class _Checkpoint:
-    """One directory per sweep: a manifest and one .npz per finished chunk (atomic writes)."""
-
-    def __init__(self, directory: str | Path, fingerprint: str, describe: dict[str, Any]):
-        self.dir = Path(directory)
-        self.fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        manifest = self.dir / "manifest.json"
-        if manifest.exists():
-            saved = json.loads(manifest.read_text())
-            if saved.get("fingerprint") != self.fingerprint:
-                raise ValueError(
-                    f"checkpoint_dir {str(self.dir)!r} holds a sweep of a different space, seeds "
-                    f"or trial ({saved.get('describe')}); use another directory or delete it."
-                )
-        elif jax.process_index() == 0:
-            self._atomic_write(
-                manifest,
-                json.dumps({"fingerprint": self.fingerprint, "describe": describe}).encode(),
-            )
-
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        handle, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def finished(self) -> dict[int, dict[str, np.ndarray]]:
-        """config index -> its metrics (n_seeds, ...) from every chunk file on disk."""
-        done: dict[int, dict[str, np.ndarray]] = {}
-        for path in sorted(self.dir.glob("chunk-*.npz")):
-            with np.load(path) as data:
-                indices = data["__indices__"]
-                names = [k for k in data.files if k != "__indices__"]
-                for row, index in enumerate(indices):
-                    done[int(index)] = {name: data[name][row] for name in names}
-        return done
-
-    def save(self, indices: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
-        if jax.process_index() != 0:
-            return
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, __indices__=indices, **metrics)
-        name = f"chunk-{int(indices[0]):07d}-{int(indices[-1]):07d}.npz"
-        self._atomic_write(self.dir / name, buffer.getvalue())
-
-
-def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    if jax.process_count() == 1:
-        return jax.device_put(values, sharding)
-    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
-
-
-def _to_host(tree: Any) -> Any:
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
-    return multihost_utils.process_allgather(tree, tiled=True)
+    return ", ".join(f"{k}={stable_repr(v)}" for k, v in static.items()) or "all"
 
 
 def run(
@@ -177,6 +112,7 @@ def run(
     memory_budget: int | None = None,
     progress: bool = True,
     trial_id: str | None = None,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Runs ``trial`` for every configuration of ``space`` and every seed, vmapped and sharded.
 
@@ -184,7 +120,7 @@ def run(
       trial: ``trial(hparams, key) -> dict of arrays``, a pure JAX function written for ONE
         configuration and ONE key (like an equinox layer: vmap happens outside). Dynamic
         hyperparameters arrive as float32 scalars (tracers), static ones as their Python values.
-        It is traced once per static group.
+        It is traced once per static group and call.
       space: a ``Space`` (``grid``, ``random``, ``quasirandom``) or a list of config dicts.
       seeds: number of seeds (seeds 0..n-1) or a list of ints; seed ``s`` uses
         ``jax.random.PRNGKey(s)`` for every configuration (common random numbers).
@@ -195,24 +131,34 @@ def run(
         possible.
         ``"auto"``: the largest chunk whose compiled memory fits ``memory_budget`` (one extra
         small compilation per group measures it).
-      checkpoint_dir: where finished chunks are written (atomically). Rerunning the same call
-        skips them, giving the same result as an uninterrupted run; a directory written by a
-        different space, seeds or trial is refused.
+      checkpoint_dir: where finished chunks are written (atomically, with a checksum).
+        Rerunning the same call skips them and gives bit for bit the result of an
+        uninterrupted run (the chunks are the same, so are their widths). The directory is
+        bound to the content of the sweep: the traced program of every static group (so a
+        changed constant, closure, global or nested function counts), the space and the
+        seeds; a different sweep is refused with an error that says what changed. A corrupt
+        or foreign chunk is never used: it is recomputed, with a warning naming the file.
       devices: devices of the ``"config"`` mesh; default every device of every process.
       memory_budget: bytes per device for ``chunk_size="auto"``; default
         ``default_memory_budget``.
       progress: show a tqdm bar over configurations.
-      trial_id: identifies the trial in checkpoints (default: its qualified name and a hash of
-        its bytecode; pass your own when the trial is a closure over different settings).
+      trial_id: an explicit identity of the trial for ``checkpoint_dir``, used instead of its
+        traced programs (e.g. a trial whose program changes in ways that do not matter).
+      overwrite: discard whatever another sweep left in ``checkpoint_dir`` and start over.
 
-    Compiled programs are cached by trial (the function object), static values, chunk shape,
-    seeds and devices, so calling ``run`` again (a search strategy's next batch) neither
-    traces nor compiles again; like ``jax.jit``, a trial must not depend on Python state that
-    changes between calls.
+    Compiled programs are cached by what the trial computes (``jopt.sweep.engine``): calling
+    ``run`` again with the same trial and shapes (a search strategy's next batch, a rerun)
+    traces the trial once per group but does not compile it again.
 
     Returns:
       A ``SweepResult``: ``metrics[name]`` has shape ``(n_configs, n_seeds, *metric_shape)``;
       ``diverged[c, s]`` flags a NaN/inf metric, which never disturbs other configurations.
+
+    Raises:
+      ValueError: a bad ``seeds``, ``chunk_size`` or ``devices``; a ``checkpoint_dir`` that
+        holds another sweep (without ``overwrite=True``); static groups whose trials return
+        different metric names (found before any training run).
+      KeyError: the trial reads a hyperparameter the space does not have.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jopt
@@ -228,27 +174,54 @@ def run(
     """
     start = time.perf_counter()
     space = _as_space(space)
-    seeds = _seeds(seeds)
+    seeds = as_seeds(seeds)
     if not callable(trial):
         raise TypeError(f"trial must be a function (hparams, key) -> dict, got {trial!r}.")
     if chunk_size is not None and chunk_size != "auto":
-        if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, (int, np.integer))
+            or chunk_size < 1
+        ):
             raise ValueError(f"chunk_size must be an int >= 1, 'auto' or None, got {chunk_size!r}.")
     _devices.warn_if_cores_idle()
-    mesh = _devices.sweep_mesh(devices)
-    n_dev = mesh.devices.size
-    config_sharding = NamedSharding(mesh, P("config"))
-    replicated = NamedSharding(mesh, P())
+    where = engine.layout(devices)
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
-    keys = _global_array(keys, replicated)
+    names = space.dynamic_names
+    groups = space.groups()
 
-    checkpoint = None
+    # Trace every group once before any compute: the programs key the compiled-program cache
+    # and the checkpoint, and a trial that fails for one group fails before the others ran.
+    traced = [engine.trace_trial(trial, static, names) for static, _ in groups]
+    metric_names = [sorted(t.metrics) for t in traced]
+    if any(m != metric_names[0] for m in metric_names):
+        detail = "; ".join(
+            f"{_group_label(static)}: {m}" for (static, _), m in zip(groups, metric_names)
+        )
+        raise ValueError(f"every static group's trial must return the same metrics, got {detail}.")
+
+    store = None
     if checkpoint_dir is not None:
-        tid = trial_id or _trial_id(trial)
-        fingerprint = space.fingerprint() + repr(seeds) + tid
-        describe = {"n_configs": len(space), "seeds": seeds, "trial": tid}
-        checkpoint = _Checkpoint(checkpoint_dir, fingerprint, describe)
-    done = checkpoint.finished() if checkpoint else {}
+        from jopt.checkpoint import SweepStore
+
+        describe = {
+            "n_configs": len(space),
+            "names": space.names,
+            "static_names": list(space.static_names),
+            "space": hashlib.sha256(space.fingerprint().encode()).hexdigest()[:16],
+            "seeds": seeds,
+        }
+        if trial_id is not None:
+            describe["trial_id"] = trial_id
+        else:
+            describe["trial"] = getattr(trial, "__qualname__", type(trial).__name__)
+            describe["programs"] = {
+                _group_label(static): t.program[:16] for (static, _), t in zip(groups, traced)
+            }
+        content = repr((space.fingerprint(), seeds, trial_id or [t.program for t in traced]))
+        fingerprint = hashlib.sha256(content.encode()).hexdigest()
+        store = SweepStore(checkpoint_dir, fingerprint, describe, overwrite=overwrite)
+    done = store.finished() if store is not None else {}
 
     bar = None
     if progress:
@@ -257,178 +230,87 @@ def run(
         bar = tqdm(total=len(space), desc="sweep", unit="config", initial=len(done))
 
     per_config: dict[int, dict[str, np.ndarray]] = dict(done)
-    info: dict[str, Any] = {"devices": [str(d) for d in mesh.devices.flat], "groups": []}
-    for static, indices in space.groups():
-        todo = [i for i in indices if i not in per_config]
+    info: dict[str, Any] = {"devices": [str(d) for d in where.mesh.devices.flat], "groups": []}
+    chunk_number = 0
+    for (static, indices), group_trial in zip(groups, traced):
         group_info: dict[str, Any] = {"static": static, "n_configs": len(indices)}
         info["groups"].append(group_info)
-        if not todo:
-            continue
-        names = space.dynamic_names
         values = {n: np.asarray([space.configs[i][n] for i in indices], np.float32) for n in names}
-        batched = jax.jit(
-            _batched_trial(trial, static),
-            in_shardings=(config_sharding, replicated),
-            out_shardings=config_sharding,
-        )
+        if not values:  # static values only: the configuration axis is a row number
+            values = {engine.ROW: np.arange(len(indices), dtype=np.float32)}
         position = {index: row for row, index in enumerate(indices)}
 
-        def hp_for(chunk_indices, values=values, position=position, names=names):
+        def hp_for(chunk_indices, values=values, position=position):
             rows = [position[i] for i in chunk_indices]
-            return {n: values[n][rows] for n in names}
+            return {n: v[rows] for n, v in values.items()}
 
-        auto_key = ("auto", *_program_key(trial, static, names, len(todo), len(seeds), mesh))
-        auto_key += (memory_budget,)
-        size = _PROGRAMS.get(auto_key) if chunk_size == "auto" else None
-        size = size or _chunk_size(
+        # The chunks of a group depend on the group alone, never on what a rerun has left to
+        # do: a resumed chunk runs at the same width as the first time, so bit for bit alike.
+        size = _chunk_size(
             chunk_size,
-            len(todo),
-            n_dev,
-            batched,
+            len(indices),
+            where,
+            group_trial,
             hp_for,
-            todo,
+            indices,
             keys,
             memory_budget,
-            config_sharding,
-            replicated,
             group_info,
         )
         group_info["chunk_size"] = size
-        if chunk_size == "auto":
-            _PROGRAMS.put(auto_key, size)
-        compile_start = time.perf_counter()
-        lowered = None
-        for first in range(0, len(todo), size):
-            chunk = todo[first : first + size]
-            padded = chunk + [chunk[-1]] * (size - len(chunk))
-            hp = {n: _global_array(v, config_sharding) for n, v in hp_for(padded).items()}
-            if lowered is None:
-                cache_key = _program_key(trial, static, names, size, len(seeds), mesh)
-                lowered = _PROGRAMS.get(cache_key)
-                group_info["cached_program"] = lowered is not None
-                if lowered is None:
-                    lowered = batched.lower(hp, keys).compile()
-                    _PROGRAMS.put(cache_key, lowered)
-                group_info["compile_s"] = time.perf_counter() - compile_start
-                group_info["memory"] = _memory(lowered)
-                group_info["flops_per_call"] = _flops(lowered)
-            out = _to_host(lowered(hp, keys))
-            out = {k: np.asarray(v)[: len(chunk)] for k, v in out.items()}
+        for first in range(0, len(indices), size):
+            chunk = indices[first : first + size]
+            chunk_number += 1
+            if all(i in done for i in chunk):
+                continue
+            call_info: dict[str, Any] = {}
+            out = engine.run_trials(
+                group_trial, hp_for(engine.pad(chunk, size)), keys, where, info=call_info
+            )
+            if "cached_program" not in group_info:
+                group_info.update(call_info)
+            out = {k: v[: len(chunk)] for k, v in out.items()}
             for row, index in enumerate(chunk):
                 per_config[index] = {k: v[row] for k, v in out.items()}
-            if checkpoint:
-                checkpoint.save(np.asarray(chunk), out)
+            if store is not None:
+                store.save(chunk_number - 1, np.asarray(chunk), out)
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(len(chunk) - sum(i in done for i in chunk))
     if bar is not None:
         bar.close()
 
-    names = list(per_config[0])
-    metrics = {n: np.stack([per_config[i][n] for i in range(len(space))]) for n in names}
+    metrics = {n: np.stack([per_config[i][n] for i in range(len(space))]) for n in metric_names[0]}
     info["wall_time_s"] = time.perf_counter() - start
     info["resumed_configs"] = len(done)
     return SweepResult(space.configs, metrics, seeds, space.static_names, info)
 
 
-class _ProgramCache:
-    """Compiled sweep programs, so that calling ``run`` again with the same trial and shapes
-    (a search strategy's next batch, a rerun) does not trace or compile again."""
-
-    def __init__(self, size: int = 32):
-        self.size = size
-        self.programs: dict[Any, Any] = {}
-
-    def get(self, key: Any) -> Any:
-        try:
-            program = self.programs.pop(key, None)
-        except TypeError:  # an unhashable trial: no caching
-            return None
-        if program is not None:
-            self.programs[key] = program  # most recently used last
-        return program
-
-    def put(self, key: Any, program: Any) -> None:
-        try:
-            self.programs[key] = program
-        except TypeError:
-            return
-        while len(self.programs) > self.size:
-            self.programs.pop(next(iter(self.programs)))
-
-
-_PROGRAMS = _ProgramCache()
-
-
-def _program_key(trial, static, names, size, n_seeds, mesh) -> tuple:
-    statics = tuple(sorted((k, repr(v)) for k, v in static.items()))
-    device_ids = tuple(d.id for d in mesh.devices.flat)
-    return (trial, statics, tuple(names), size, n_seeds, device_ids)
+def default_chunk_size(n_configs: int, where: engine.Layout) -> int:
+    """Configurations per call when none is given: a whole group on accelerators; on CPU
+    devices at most ``CPU_CONFIGS_PER_DEVICE`` per device, in equal chunks that pad little
+    (26 configs on 2 devices: 2 chunks of 14, not 16 + 16)."""
+    if where.mesh.devices.flat[0].platform == "cpu":
+        calls = math.ceil(n_configs / (CPU_CONFIGS_PER_DEVICE * where.n_devices))
+        return where.round_up(math.ceil(n_configs / calls))
+    return where.round_up(n_configs)
 
 
 def _chunk_size(
-    chunk_size,
-    n_todo,
-    n_dev,
-    batched,
-    hp_for,
-    todo,
-    keys,
-    budget,
-    config_sharding,
-    replicated,
-    group_info,
+    chunk_size, n_configs, where, traced, hp_for, indices, keys, budget, group_info
 ) -> int:
     """Configurations per call, a multiple of the device count."""
-    round_up = lambda n: n_dev * math.ceil(n / n_dev)
     if chunk_size is None:
-        if config_sharding.mesh.devices.flat[0].platform == "cpu":
-            # at most CPU_CONFIGS_PER_DEVICE per device, in equal chunks so that little is
-            # padded (26 configs on 2 devices: 2 chunks of 14, not 16 + 16)
-            calls = math.ceil(n_todo / (CPU_CONFIGS_PER_DEVICE * n_dev))
-            return round_up(math.ceil(n_todo / calls))
-        return round_up(n_todo)
+        return default_chunk_size(n_configs, where)
     if chunk_size != "auto":
-        return round_up(min(int(chunk_size), n_todo))
-    probe = round_up(min(2 * n_dev, n_todo))
-    sample = (todo * probe)[:probe]
-    hp = {n: _global_array(v, config_sharding) for n, v in hp_for(sample).items()}
-    memory = _memory(batched.lower(hp, keys).compile())
+        return where.round_up(min(int(chunk_size), n_configs))
+    probe = where.round_up(min(2 * where.n_devices, n_configs))
+    sample = (list(indices) * probe)[:probe]
+    compiled, _, _ = engine.compile_trials(traced, hp_for(sample), keys, where)
+    memory = engine.memory(compiled)
     per_device_bytes = memory["total_bytes"] if memory else 0
-    per_config = max(per_device_bytes / (probe // n_dev), 1.0)  # fixed costs included: safe
-    budget = (
-        budget
-        if budget is not None
-        else default_memory_budget(config_sharding.mesh.devices.flat[0])
-    )
-    fits = max(1, int(budget // per_config)) * n_dev
+    per_config = max(per_device_bytes / (probe // where.n_devices), 1.0)  # fixed costs: safe
+    if budget is None:
+        budget = default_memory_budget(where.mesh.devices.flat[0])
+    fits = max(1, int(budget // per_config)) * where.n_devices
     group_info["auto"] = {"budget_bytes": budget, "bytes_per_config": per_config, "probe": probe}
-    return round_up(min(fits, n_todo))
-
-
-def _memory(compiled) -> dict[str, int] | None:
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:
-        return None
-    if stats is None:
-        return None
-    out = {
-        "argument_bytes": int(stats.argument_size_in_bytes),
-        "output_bytes": int(stats.output_size_in_bytes),
-        "temp_bytes": int(stats.temp_size_in_bytes),
-        "alias_bytes": int(stats.alias_size_in_bytes),
-    }
-    out["total_bytes"] = (
-        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
-    )
-    return out
-
-
-def _flops(compiled) -> float | None:
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:
-        return None
-    if isinstance(cost, list):
-        cost = cost[0] if cost else None
-    return float(cost["flops"]) if cost and "flops" in cost else None
+    return where.round_up(min(fits, n_configs))

@@ -163,6 +163,16 @@ def _is_dynamic(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def stable_repr(value: Any) -> str:
+    """``repr`` without memory addresses: functions and classes by their qualified name."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<{getattr(value, '__module__', '?')}.{value.__qualname__}>"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(stable_repr(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return repr(value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -219,8 +229,14 @@ class Space:
         return [(statics[k], groups[k]) for k in groups]
 
     def fingerprint(self) -> str:
-        """A stable text identifying the configurations (used to match sweep checkpoints)."""
-        return repr([sorted(c.items()) for c in self.configs]) + repr(self.static_names)
+        """A stable text identifying the configurations (used to match sweep checkpoints).
+
+        A function-valued static (``static([jax.nn.relu, jnp.tanh])``) enters by its
+        qualified name, never by its address, so the same space gives the same text in
+        another process; what the function computes enters through the traced program.
+        """
+        rows = [sorted((k, stable_repr(v)) for k, v in c.items()) for c in self.configs]
+        return repr(rows) + repr(self.static_names)
 
     def __repr__(self) -> str:
         return self.table()
