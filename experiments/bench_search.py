@@ -18,8 +18,9 @@ the same sampler, ``optuna.samplers.TPESampler(seed=s, constant_liar=True)``:
 
 Each search is repeated for 5 sampler seeds; the table gives the median and the range of
 the wall time and of the best accuracy found. Compilation is done once per method before
-the timed searches (both programs are cached afterwards: ``jopt.sweep.run`` caches its
-compiled program by trial and shape, and ``jax.jit`` its own) and reported apart. Goal
+the timed searches (both programs are cached afterwards: jopt's engine caches compiled
+programs by what the trial computes and its shapes, and ``jax.jit`` its own) and reported
+apart. Goal
 (from the issue): (a) >= 1.8x faster than (b) on a 2-core CPU at no worse best accuracy.
 ``--quick``: 8 trials in batches of 4, a linear model, 20 steps, 1 seed (for the tests).
 Prints a table and writes nothing.

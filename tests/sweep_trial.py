@@ -27,3 +27,20 @@ def trial(hp, key):
 
     (w, _), losses = jax.lax.scan(step, (w, tx.init(w)), (x, y))
     return {"loss": losses[-1], "curve": losses[::10], "error": jnp.sum((w - w_true) ** 2)}
+
+
+def edited_trial(hp, key):
+    """``trial`` with one constant changed: a checkpoint of ``trial`` must refuse it."""
+    out = trial(hp, key)
+    return {**out, "loss": 2.0 * out["loss"]}
+
+
+ACTIVATIONS = jopt.sweep.grid(
+    activation=jopt.sweep.static([jax.nn.relu, jnp.tanh, jax.nn.gelu]), scale=[0.5, 1.0, 2.0]
+)
+
+
+def activation_trial(hp, key):
+    """Function-valued statics: one compiled program per activation."""
+    x = hp["scale"] * jax.random.normal(key, (64,))
+    return {"mean": jnp.mean(hp["activation"](x))}

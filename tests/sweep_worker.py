@@ -1,7 +1,12 @@
 """A sweep run in a subprocess by test_sweep.py: several devices, several processes, SIGKILL.
 
-Usage: python tests/sweep_worker.py OUT.npz [--kill-after N] [--checkpoint DIR]
+Usage: python tests/sweep_worker.py OUT.npz [--kill-after N] [--checkpoint DIR] [--edited]
+                                              [--space {regression,activations}]
                                               [--process-id I --num-processes P --port PORT]
+
+``--kill-after N`` SIGKILLs the process while it writes chunk N + 1 (after N chunks are on
+disk), leaving that chunk's temporary file behind, as a crash would. ``--edited`` runs the
+trial with one constant changed.
 """
 
 import argparse
@@ -13,6 +18,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("out")
 parser.add_argument("--kill-after", type=int, default=None)
 parser.add_argument("--checkpoint", default=None)
+parser.add_argument("--edited", action="store_true")
+parser.add_argument("--space", default="regression", choices=["regression", "activations"])
 parser.add_argument("--process-id", type=int, default=None)
 parser.add_argument("--num-processes", type=int, default=1)
 parser.add_argument("--port", type=int, default=23456)
@@ -29,33 +36,30 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sweep_trial import SPACE, trial  # noqa: E402
+import sweep_trial  # noqa: E402
 
-calls = {"n": 0}
+if args.kill_after is not None:
+    save = jopt.checkpoint.SweepStore.save
+    saved = {"n": 0}
 
+    def save_then_die(self, chunk, indices, metrics):
+        if saved["n"] == args.kill_after:
+            with open(self.directory / f".tmp-{os.getpid()}-partial", "wb") as f:
+                f.write(b"PK\x03\x04 half a chunk")
+            os.kill(os.getpid(), signal.SIGKILL)  # dies mid-write, as a crash would
+        saved["n"] += 1
+        save(self, chunk, indices, metrics)
 
-def count_chunks(_):
-    calls["n"] += 1
-    if args.kill_after is not None and calls["n"] > args.kill_after:
-        os.kill(os.getpid(), signal.SIGKILL)  # dies mid-chunk, as a crash would
+    jopt.checkpoint.SweepStore.save = save_then_die
 
-
-def trial_with_kill(hp, key):
-    out = trial(hp, key)
-    if args.kill_after is not None:
-        # once per config and seed: 8 calls per chunk of 4 configs x 2 seeds
-        jax.debug.callback(count_chunks, out["loss"])
-    return out
-
+if args.space == "activations":
+    trial, space = sweep_trial.activation_trial, sweep_trial.ACTIVATIONS
+else:
+    trial = sweep_trial.edited_trial if args.edited else sweep_trial.trial
+    space = sweep_trial.SPACE
 
 result = jopt.sweep.run(
-    trial_with_kill,
-    SPACE,
-    seeds=2,
-    chunk_size=4,
-    checkpoint_dir=args.checkpoint,
-    progress=False,
-    trial_id="sweep_trial",
+    trial, space, seeds=2, chunk_size=4, checkpoint_dir=args.checkpoint, progress=False
 )
 if jax.process_index() == 0:
     np.savez(

@@ -1,5 +1,6 @@
 """jopt.sweep: spaces, the vmapped runner against per-config runs, chunks, devices, resume."""
 
+import functools
 import math
 import os
 import socket
@@ -228,6 +229,68 @@ def test_checkpoint_of_another_sweep_is_refused(tmp_path):
     other = sweep.grid(learning_rate=[0.5], momentum=[0.0])
     with pytest.raises(ValueError, match="different sweep"):
         sweep.run(trial, other, seeds=1, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"seeds \[0\] -> \[0, 1\]"):
+        sweep.run(trial, SPACE, seeds=2, checkpoint_dir=tmp_path, progress=False)
+
+
+# Each pair: the same trial before and after an edit a user makes between two runs. The old
+# fingerprint (the outer function's bytecode) could not tell any of these apart.
+EDITS = {
+    "a constant": (
+        "def trial(hp, key):\n    steps = 40\n    return {'y': hp['x'] * steps}",
+        "def trial(hp, key):\n    steps = 5\n    return {'y': hp['x'] * steps}",
+    ),
+    "a nested function": (
+        "def trial(hp, key):\n    def loss(v):\n        return jnp.tanh(v)\n"
+        "    return {'y': loss(hp['x'])}",
+        "def trial(hp, key):\n    def loss(v):\n        return jax.nn.relu(v)\n"
+        "    return {'y': loss(hp['x'])}",
+    ),
+    "a global": (
+        "SCALE = 1.0\ndef trial(hp, key):\n    return {'y': SCALE * hp['x']}",
+        "SCALE = 3.0\ndef trial(hp, key):\n    return {'y': SCALE * hp['x']}",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", [*EDITS, "a partial"])
+def test_an_edited_trial_is_refused_then_overwritten(tmp_path, edit):
+    if edit == "a partial":
+        scaled = lambda hp, key, scale: {"y": scale * hp["x"]}
+        before, after = (functools.partial(scaled, scale=s) for s in (1.0, 3.0))
+    else:
+        trials = []
+        for source in EDITS[edit]:
+            namespace = {"jax": jax, "jnp": jnp}
+            exec(source, namespace)
+            trials.append(namespace["trial"])
+        before, after = trials
+    space = sweep.grid(x=[-1.0, 0.5, 2.0])
+    first = sweep.run(before, space, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"different sweep(.|\n)*trial program of group all"):
+        sweep.run(after, space, checkpoint_dir=tmp_path, progress=False)
+    redone = sweep.run(after, space, checkpoint_dir=tmp_path, overwrite=True, progress=False)
+    assert redone.info["resumed_configs"] == 0
+    expected = sweep.run(after, space, progress=False)
+    np.testing.assert_array_equal(redone.metrics["y"], expected.metrics["y"])
+    assert not np.array_equal(redone.metrics["y"], first.metrics["y"])
+
+
+def test_resume_is_bit_identical_whatever_is_left(tmp_path):
+    """Chunks are cut from the whole group, so what a rerun redoes runs at the same width."""
+    space = sweep.Space(SPACE.configs[:12])
+    whole = sweep.run(trial, space, seeds=2, chunk_size=8, checkpoint_dir=tmp_path / "a",
+                      progress=False)  # fmt: skip
+    sweep.run(trial, space, seeds=2, chunk_size=8, checkpoint_dir=tmp_path / "b", progress=False)
+    last = sorted((tmp_path / "b").glob("chunk-*.npz"))[-1]
+    last.unlink()  # 4 of 12 configurations left to do: fewer than a chunk
+    resumed = sweep.run(
+        trial, space, seeds=2, chunk_size=8, checkpoint_dir=tmp_path / "b", progress=False
+    )
+    assert resumed.info["resumed_configs"] == 8
+    assert resumed.info["groups"][0]["chunk_size"] == whole.info["groups"][0]["chunk_size"] == 8
+    for name in whole.metrics:
+        np.testing.assert_array_equal(resumed.metrics[name], whole.metrics[name])
 
 
 def test_plots(tmp_path, reference):
@@ -271,19 +334,39 @@ def test_four_forced_host_devices_equal_one_device(tmp_path, reference):
 
 
 def test_sigkill_mid_sweep_then_resume(tmp_path, reference):
+    """Killed mid-write, then an edited trial (refused), a corrupt chunk (recomputed), resume."""
     ckpt = tmp_path / "ckpt"
     killed = _worker(
-        tmp_path / "x.npz", "--checkpoint", str(ckpt), "--kill-after", "12", check=False
+        tmp_path / "x.npz", "--checkpoint", str(ckpt), "--kill-after", "2", check=False
     )
     assert killed.returncode == -9, killed.stdout + killed.stderr  # SIGKILL
     assert not (tmp_path / "x.npz").exists()
-    saved = list(ckpt.glob("chunk-*.npz"))
-    assert 1 <= len(saved) < 4  # some chunks finished, not all
-    _worker(tmp_path / "resumed.npz", "--checkpoint", str(ckpt))
+    saved = sorted(ckpt.glob("chunk-*.npz"))
+    assert len(saved) == 2 and len(list(ckpt.glob(".tmp-*"))) == 1  # the write it died in
+    edited = _worker(tmp_path / "e.npz", "--checkpoint", str(ckpt), "--edited", check=False)
+    assert edited.returncode != 0 and "different sweep" in edited.stderr, edited.stderr
+    assert "trial program of group all changed" in edited.stderr
+    saved[0].write_bytes(saved[0].read_bytes()[:100])  # a truncated chunk
+    resumed_run = _worker(tmp_path / "resumed.npz", "--checkpoint", str(ckpt))
+    assert saved[0].name in resumed_run.stderr  # warned about, by name
+    assert not list(ckpt.glob(".tmp-*"))  # the dead process's temporary file is gone
     with np.load(tmp_path / "resumed.npz") as resumed:
-        assert 0 < int(resumed["resumed"]) < len(SPACE)
+        assert int(resumed["resumed"]) == 4  # one intact chunk of 4 configs
         np.testing.assert_allclose(resumed["loss"], reference.metrics["loss"], rtol=1e-5)
         np.testing.assert_allclose(resumed["curve"], reference.metrics["curve"], rtol=1e-5)
+    _worker(tmp_path / "again.npz", "--checkpoint", str(ckpt))
+    with np.load(tmp_path / "again.npz") as again, np.load(tmp_path / "resumed.npz") as first:
+        assert int(again["resumed"]) == len(SPACE)
+        np.testing.assert_array_equal(again["loss"], first["loss"])
+
+
+def test_function_valued_statics_resume_in_another_process(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    _worker(tmp_path / "first.npz", "--space", "activations", "--checkpoint", str(ckpt))
+    _worker(tmp_path / "second.npz", "--space", "activations", "--checkpoint", str(ckpt))
+    with np.load(tmp_path / "first.npz") as first, np.load(tmp_path / "second.npz") as second:
+        assert int(first["resumed"]) == 0 and int(second["resumed"]) == 9
+        np.testing.assert_array_equal(first["mean"], second["mean"])
 
 
 def _free_port():

@@ -41,6 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jopt import devices as _devices
+from jopt import hyperparams
 
 __all__ = [
     "PROGRAMS",
@@ -48,6 +49,7 @@ __all__ = [
     "Layout",
     "Population",
     "ProgramCache",
+    "RangeChecks",
     "TracedTrial",
     "advance_population",
     "advance_program",
@@ -169,12 +171,107 @@ def _traced(fn: Callable, *args: Any) -> tuple[str, Any, Any]:
     # A fresh wrapper: JAX caches traces by function object, which would hide a global that
     # changed since the last trace of the same function.
     closed, shapes = jax.make_jaxpr(lambda *a: fn(*a), return_shape=True)(*args)
+    return _digest(closed), shapes, closed
+
+
+def _digest(closed: Any) -> str:
     digest = hashlib.sha256(str(closed.jaxpr).encode())
     for const in closed.consts:
         value = np.asarray(const)
         digest.update(f"{value.dtype}{value.shape}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest(), shapes, closed
+    return digest.hexdigest()
+
+
+class RangeChecks(NamedTuple):
+    """The range checks of hyperparameters that were traced, as a program of the inputs.
+
+    ``jopt.momentum(hp["learning_rate"])`` inside a trial cannot check a traced learning rate;
+    it records the check (``jopt.hyperparams.recording_checks``), and this evaluates every
+    recorded value on the concrete inputs of a batch before anything runs.
+    """
+
+    checks: tuple[hyperparams.RecordedCheck, ...]
+    jaxpr: Any  # (*flat inputs) -> the recorded values; None without checks
+
+    def verify(self, args: Sequence[Any], batched: Sequence[bool], describe: Callable) -> None:
+        """Raises ValueError naming the first row whose value is outside its range.
+
+        Args:
+          args: the traced function's flat inputs, a leading row axis where ``batched``.
+          batched: for each input, whether it has the row axis.
+          describe: ``describe(row) -> str`` names a row in the message.
+        """
+        if not self.checks:
+            return
+        from jax.extend.core import jaxpr_as_fun
+
+        in_axes = [0 if b else None for b in batched]
+        values = jax.vmap(jaxpr_as_fun(self.jaxpr), in_axes=in_axes)(*args)
+        for recorded, value in zip(self.checks, values):
+            value = np.asarray(value)
+            ok = np.asarray([recorded.check.ok(v) for v in value.reshape(len(value), -1)])
+            if not ok.all():
+                row = int(np.flatnonzero(~ok)[0])
+                raise ValueError(
+                    f"{describe(row)}: {recorded.kind}: {recorded.name} must be "
+                    f"{recorded.check.allowed}, got {value[row]!s}. Nothing was run."
+                )
+
+
+def _traced_with_checks(fn: Callable, *args: Any) -> tuple[str, Any, Any, RangeChecks]:
+    """``_traced``, and the range checks of traced hyperparameters met inside ``fn``."""
+    from jax._src.interpreters import partial_eval as pe
+    from jax.extend.core import ClosedJaxpr
+
+    found: list[hyperparams.RecordedCheck] = []
+
+    def recording(*a):
+        with hyperparams.recording_checks() as recorded:
+            out = fn(*a)
+        outer = _trace_of(a)
+        # only values of this trace can leave it (one built in a nested scan or jit cannot)
+        kept = [r for r in recorded if outer is not None and _trace_of(r.value) is outer]
+        found.extend(r._replace(value=None) for r in kept)
+        return out, [r.value for r in kept]
+
+    closed, (shapes, _) = jax.make_jaxpr(recording, return_shape=True)(*args)
+    n_out = len(jax.tree.leaves(shapes))
+    n_checks = len(closed.jaxpr.outvars) - n_out
+    used = [True] * n_out + [False] * n_checks
+    outputs, _ = pe.dce_jaxpr(closed.jaxpr, used, instantiate=True)
+    main = ClosedJaxpr(outputs, closed.consts)
+    checks = RangeChecks((), None)
+    if n_checks:
+        only_checks = _without_effects(closed.jaxpr, [not u for u in used])
+        if only_checks is not None:
+            checks = RangeChecks(tuple(found), ClosedJaxpr(only_checks, closed.consts))
+    return _digest(main), shapes, main, checks
+
+
+def _without_effects(jaxpr: Any, used_outputs: list[bool]) -> Any:
+    """The jaxpr of the used outputs alone, without side effects (a progress bar, a print):
+    evaluating a range check must never run the training or its callbacks. None when the
+    used outputs need a side effect's result."""
+    from jax._src.interpreters import partial_eval as pe
+
+    needed, _ = pe.dce_jaxpr(jaxpr, used_outputs, instantiate=True)
+    pure = [eqn for eqn in needed.eqns if not eqn.effects]
+    defined = {id(v) for v in [*needed.constvars, *needed.invars]}
+    for eqn in pure:
+        if any(not hasattr(v, "val") and id(v) not in defined for v in eqn.invars):
+            return None
+        defined.update(id(v) for v in eqn.outvars)
+    if any(not hasattr(v, "val") and id(v) not in defined for v in needed.outvars):
+        return None
+    return needed.replace(eqns=pure, effects=frozenset())
+
+
+def _trace_of(tree: Any) -> Any:
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(leaf, jax.core.Tracer):
+            return getattr(leaf, "_trace", None)
+    return None
 
 
 class TracedTrial(NamedTuple):
@@ -188,6 +285,7 @@ class TracedTrial(NamedTuple):
     metrics: dict[str, jax.ShapeDtypeStruct]  # what it returns, per configuration and seed
     jaxpr: Any  # the closed jaxpr of (sorted dynamic hyperparameters..., key) -> metrics
     names: tuple[str, ...]  # the dynamic hyperparameters, in the jaxpr's argument order
+    checks: RangeChecks  # the ranges of the hyperparameters it traced
 
     def __call__(self, hparams: Mapping[str, jax.Array], key: jax.Array) -> dict[str, jax.Array]:
         from jax.extend.core import jaxpr_as_fun
@@ -195,14 +293,23 @@ class TracedTrial(NamedTuple):
         flat = jaxpr_as_fun(self.jaxpr)(*[hparams[n] for n in self.names], key)
         return jax.tree.unflatten(jax.tree.structure(self.metrics), flat)
 
+    def verify(self, hp: Mapping[str, np.ndarray], describe: Callable[[int], str]) -> None:
+        """Checks every row of ``hp`` (name -> values) against the recorded ranges."""
+        if not self.checks.checks or not self.names:
+            return
+        args = [np.asarray(hp[n], np.float32) for n in self.names]
+        key = np.zeros((2,), np.uint32)
+        self.checks.verify([*args, key], [True] * len(args) + [False], describe)
+
 
 def trace_trial(trial: Trial, static: Mapping[str, Any], names: Sequence[str]) -> TracedTrial:
-    """Traces ``trial`` once for a static group: its program, fingerprint and metric shapes."""
+    """Traces ``trial`` once for a static group: its program, fingerprint, metric shapes and
+    the range checks of the hyperparameters it traced."""
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    program, shapes, closed = _traced(
+    program, shapes, closed, checks = _traced_with_checks(
         lambda h, k: call_trial(trial, {**h, **static}, k), scalars(names), key
     )
-    return TracedTrial(program, dict(shapes), closed, tuple(sorted(names)))
+    return TracedTrial(program, dict(shapes), closed, tuple(sorted(names)), checks)
 
 
 def scalars(names: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:
@@ -487,9 +594,20 @@ def init_population(
     width = where.round_up(width or len(configs))
     rows = pad(range(len(configs)), width)
     hp = stack_configs([configs[r] for r in rows], names)
+    keys = np.asarray(keys)
+    # the ranges of the hyperparameters init writes into the state, checked before any run
+    _, _, _, checks = _traced_with_checks(
+        trial.init, scalars(names), jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
+    )
+    sorted_names = sorted(names)
+    checks.verify(
+        [hp[n][: len(configs)] for n in sorted_names] + [keys[0]],
+        [True] * len(names) + [False],
+        lambda row: f"configuration {row} {configs[row]}",
+    )
     args = (
         {n: global_array(v, where.config) for n, v in hp.items()},
-        global_array(np.asarray(keys)[np.asarray(rows)], where.config),
+        global_array(keys[np.asarray(rows)], where.config),
     )
     init, _ = compile_by_content(
         jax.vmap(trial.init),

@@ -200,6 +200,16 @@ def run(
         )
         raise ValueError(f"every static group's trial must return the same metrics, got {detail}.")
 
+    # Every configuration's values against the ranges of the transforms that use them (a
+    # traced learning rate could not be checked where the trial builds its optimizer).
+    for (_, indices), group_trial in zip(groups, traced):
+        group_trial.verify(
+            {n: np.asarray([space.configs[i][n] for i in indices], np.float32) for n in names},
+            lambda row, indices=indices: (
+                f"configuration {indices[row]} {space.configs[indices[row]]}"
+            ),
+        )
+
     store = None
     if checkpoint_dir is not None:
         from jopt.checkpoint import SweepStore
