@@ -28,8 +28,10 @@ a chain, the partition label in ``optax.partition``), or else the transform's ki
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -41,12 +43,16 @@ from flax import struct
 __all__ = [
     "Check",
     "HyperparamState",
+    "RecordedCheck",
     "ScalarOrSchedule",
     "any_real",
     "at_least",
+    "check_range",
+    "checks",
     "hparams",
     "in_unit_interval",
     "positive",
+    "recording_checks",
     "scale_hparams",
     "set_hparams",
     "stateful_transform",
@@ -71,6 +77,8 @@ class HyperparamState:
       inner: the transform's own state (moments, masks, residuals, ...).
       kind: the transform's kind, e.g. ``"adam"`` (static).
       label: the ``name=`` given at construction, or None (static).
+      checks: ``(name, Check)`` pairs: the allowed range of each hyperparameter, which
+        ``set_hparams`` and ``scale_hparams`` enforce (static).
     """
 
     count: jax.Array
@@ -80,34 +88,154 @@ class HyperparamState:
     inner: Any
     kind: str = struct.field(pytree_node=False, default="transform")
     label: str | None = struct.field(pytree_node=False, default=None)
+    checks: tuple[tuple[str, Check], ...] = struct.field(pytree_node=False, default=())
 
 
 # --- validation of concrete values -------------------------------------------------------------
 
 
-class Check(NamedTuple):
-    """A range check on a hyperparameter, applied whenever its value is concrete."""
+class Check:
+    """A range check on a hyperparameter, applied wherever its value is concrete.
 
-    ok: Callable[[np.ndarray], bool]
-    allowed: str
+    Args:
+      ok: ``ok(np.ndarray) -> bool``, whether every value is allowed.
+      allowed: the range in words (``"finite and >= 0.0"``); two checks with the same words
+        are the same check.
+      low, high: the bounds, where the range is an interval (``clip`` keeps values inside it).
+      low_open, high_open: whether the bound itself is excluded.
+    """
+
+    __slots__ = ("allowed", "high", "high_open", "low", "low_open", "ok")
+
+    def __init__(
+        self,
+        ok: Callable[[np.ndarray], bool],
+        allowed: str,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ):
+        self.ok, self.allowed = ok, allowed
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Check) and other.allowed == self.allowed
+
+    def __hash__(self) -> int:
+        return hash(self.allowed)
+
+    def __repr__(self) -> str:
+        return f"Check({self.allowed!r})"
+
+    def clip(self, value: jax.Array) -> jax.Array:
+        """``value`` moved to the nearest allowed value (open bounds: the next float inside)."""
+        value = jnp.asarray(value)
+        if self.low is not None:
+            low = jnp.asarray(self.low, value.dtype)
+            if self.low_open:
+                low = jnp.nextafter(low, jnp.asarray(jnp.inf, value.dtype))
+            value = jnp.maximum(value, low)
+        if self.high is not None:
+            high = jnp.asarray(self.high, value.dtype)
+            if self.high_open:
+                high = jnp.nextafter(high, jnp.asarray(-jnp.inf, value.dtype))
+            value = jnp.minimum(value, high)
+        return value
 
 
 def at_least(lo: float) -> Check:
-    return Check(lambda v: bool(np.all(np.isfinite(v)) and np.all(v >= lo)), f"finite and >= {lo}")
+    return Check(
+        lambda v: bool(np.all(np.isfinite(v)) and np.all(v >= lo)), f"finite and >= {lo}", low=lo
+    )
 
 
 def positive() -> Check:
-    return Check(lambda v: bool(np.all(np.isfinite(v)) and np.all(v > 0)), "finite and > 0")
+    return Check(
+        lambda v: bool(np.all(np.isfinite(v)) and np.all(v > 0)),
+        "finite and > 0",
+        low=0.0,
+        low_open=True,
+    )
 
 
 def in_unit_interval(closed: bool = False) -> Check:
     if closed:
-        return Check(lambda v: bool(np.all((v >= 0) & (v <= 1))), "in [0, 1]")
-    return Check(lambda v: bool(np.all((v >= 0) & (v < 1))), "in [0, 1)")
+        return Check(lambda v: bool(np.all((v >= 0) & (v <= 1))), "in [0, 1]", low=0.0, high=1.0)
+    return Check(
+        lambda v: bool(np.all((v >= 0) & (v < 1))), "in [0, 1)", low=0.0, high=1.0, high_open=True
+    )
 
 
 def any_real() -> Check:
     return Check(lambda v: bool(np.all(np.isfinite(v))), "finite")
+
+
+# --- checks of traced values, evaluated later on the concrete values ----------------------------
+
+
+class RecordedCheck(NamedTuple):
+    """A range check met while tracing, on a value that was not concrete yet."""
+
+    kind: str  # the transform, e.g. "momentum"
+    name: str  # the hyperparameter
+    check: Check
+    value: Any  # the traced value (None once taken out of the trace)
+
+
+_RECORDING: contextvars.ContextVar[list[RecordedCheck] | None] = contextvars.ContextVar(
+    "jopt_recorded_checks", default=None
+)
+
+
+@contextlib.contextmanager
+def recording_checks() -> Iterator[list[RecordedCheck]]:
+    """Collects the range checks of traced hyperparameters met inside the ``with`` block.
+
+    A sweep traces its trial with hyperparameters as tracers, so a transform built inside it
+    cannot check them; it records them here instead, and the sweep evaluates every check on
+    every configuration's concrete values before any training run (``jopt.sweep.engine``).
+
+    Examples:
+      >>> import jax, jopt
+      >>> from jopt.hyperparams import recording_checks
+      >>> met = []
+      >>> def build(lr):
+      ...     with recording_checks() as found:
+      ...         jopt.momentum(lr, beta=0.9)  # a traced lr: recorded, not checked
+      ...     met.extend((c.kind, c.name, c.check.allowed) for c in found)
+      ...     return lr
+      >>> _ = jax.make_jaxpr(build)(0.1)
+      >>> met
+      [('momentum', 'learning_rate', 'finite and >= 0.0')]
+    """
+    found: list[RecordedCheck] = []
+    token = _RECORDING.set(found)
+    try:
+        yield found
+    finally:
+        _RECORDING.reset(token)
+
+
+def check_range(kind: str, name: str, value: Any, check: Check | None) -> None:
+    """Raises ValueError if a concrete ``value`` (any shape) is outside ``check``'s range; a
+    traced value is recorded for ``recording_checks`` instead."""
+    if check is None:
+        return
+    if not _is_concrete(value):
+        recorder = _RECORDING.get()
+        if recorder is not None and isinstance(value, jax.core.Tracer):
+            recorder.append(RecordedCheck(kind, name, check, value))
+        return
+    array = np.asarray(value)
+    if not check.ok(array):
+        bad = array if array.ndim == 0 else array[~_elementwise_ok(check, array)]
+        shown = bad.item() if np.ndim(bad) == 0 else bad.tolist()
+        raise ValueError(f"{kind}: {name} must be {check.allowed}, got {shown!r}.")
+
+
+def _elementwise_ok(check: Check, array: np.ndarray) -> np.ndarray:
+    return np.asarray([check.ok(v) for v in array.reshape(-1)]).reshape(array.shape)
 
 
 def _is_concrete(value: Any) -> bool:
@@ -118,6 +246,7 @@ def _is_concrete(value: Any) -> bool:
 
 def _check_value(kind: str, name: str, value: Any, check: Check | None) -> None:
     if not _is_concrete(value):
+        check_range(kind, name, value, check)  # records it, when a sweep is tracing
         return
     array = np.asarray(value)
     if array.ndim != 0:
@@ -125,8 +254,7 @@ def _check_value(kind: str, name: str, value: Any, check: Check | None) -> None:
             f"{kind}: {name} must be a scalar, got shape {array.shape}. To try several values "
             "at once, jax.vmap over a function that builds the transform."
         )
-    if check is not None and not check.ok(array):
-        raise ValueError(f"{kind}: {name} must be {check.allowed}, got {array.item()!r}.")
+    check_range(kind, name, array, check)
 
 
 def _validate(kind: str, name: str, value: Any, check: Check | None) -> None:
@@ -226,6 +354,7 @@ def stateful_transform(
             inner=init(params, values),
             kind=kind,
             label=name,
+            checks=tuple(sorted(checks.items())),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -354,6 +483,26 @@ def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
     return out
 
 
+def checks(state: Any, *, qualified: bool = False) -> dict[str, Check]:
+    """The allowed range of every hyperparameter inside ``state``, keyed as ``hparams`` keys it.
+
+    Examples:
+      >>> import jax.numpy as jnp, jopt
+      >>> from jopt.hyperparams import checks
+      >>> checks(jopt.momentum(0.1, beta=0.9).init(jnp.zeros(2)))["beta"].allowed
+      'in [0, 1)'
+    """
+    out: dict[str, Check] = {}
+    names = _names(state)
+    for path, found in _collect_states(state):
+        label = _label(path, found)
+        ranges = dict(found.checks)
+        for key in found.hparams:
+            if key in ranges:
+                out[f"{label}/{key}" if qualified else names[path][key]] = ranges[key]
+    return out
+
+
 def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
     states = _collect_states(state)
     names = _names(state)
@@ -386,6 +535,7 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
         new_values = dict(found.hparams)
         new_scale = dict(found.schedule_scale)
         new_pinned = dict(found.pinned)
+        ranges = dict(found.checks)
         for key, value in edits.items():
             old = found.hparams[key]
             if how == "set":
@@ -397,6 +547,7 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
                 new_values[key] = old * factor
                 if key in new_scale:
                     new_scale[key] = found.schedule_scale[key] * factor
+            check_range(found.kind, names[path][key], new_values[key], ranges.get(key))
         return found.replace(hparams=new_values, schedule_scale=new_scale, pinned=new_pinned)
 
     return _map_states(apply, state)
@@ -428,7 +579,10 @@ def set_hparams(state: Any, **values: Any) -> Any:
 
     Raises:
       ValueError: for a name that no transform in ``state`` has (the message lists the known
-        names), or a value whose shape does not fit.
+        names), a value whose shape does not fit, or a concrete value outside the
+        transform's range (``jopt.set_hparams(state, learning_rate=-1.0)``). A traced value
+        (under ``jit``/``vmap``) cannot be checked here; a sweep checks it on its concrete
+        values before it runs.
 
     Examples:
       >>> import jax.numpy as jnp, jopt
@@ -445,7 +599,8 @@ def scale_hparams(state: Any, **factors: Any) -> Any:
 
     Unlike ``set_hparams``, a scheduled hyperparameter keeps following its schedule, scaled by
     the factor from now on (so ``scale_hparams(state, learning_rate=0.1)`` lowers a cosine
-    schedule by 10x without flattening it).
+    schedule by 10x without flattening it). The scaled values must stay inside the
+    transform's range, as for ``set_hparams``.
 
     Examples:
       >>> import jax.numpy as jnp, jopt

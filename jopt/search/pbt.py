@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jopt.hyperparams import checks as _checks
 from jopt.hyperparams import hparams as _hparams
 from jopt.hyperparams import scale_hparams
 from jopt.search.resumable import Resumable
@@ -144,7 +145,8 @@ def pbt(
             for i in the bottom k:                            # exploit (truncation)
                 p_i ~ Uniform(top k);  c_i = c_{p_i}         # every leaf: params, opt state, ...
                 h_i = clip(h_{p_i} * u_i, bounds)             # explore, u_i ~ Uniform(perturb)
-                                                              # per hyperparameter
+                                                              # per hyperparameter, kept
+                                                              # inside the transform's range
 
     No exploit follows the last round, so the final metrics belong to the final carries.
     Ranking, copying (``jax.tree.map(lambda x: x[parent], carry)``) and perturbing are array
@@ -264,6 +266,7 @@ def pbt(
     in_carry_q = jax.eval_shape(lambda c: _hparams(c, qualified=True), carry)
     where = {name: _resolve(name, list(in_carry), list(in_carry_q)) for name in names}
     held = [name for name in names if where[name] is None]  # kept by PBT, passed to advance
+    ranges = {**_checks(carry), **_checks(carry, qualified=True)}
     rows = list(range(n)) + [n - 1] * (width - n)
     extra0 = {name: jnp.asarray([configs[r][name] for r in rows], jnp.float32) for name in held}
 
@@ -303,8 +306,12 @@ def pbt(
         for j, name in enumerate(searched):
             u = jnp.where(copied, jnp.asarray(factors)[draws[j]], 1.0)
             new = old[name] * u
+            clipped = new
             if name in bounds:
-                clipped = jnp.clip(new, *bounds[name])
+                clipped = jnp.clip(clipped, *bounds[name])
+            if where[name] in ranges:  # never explore outside the transform's own range
+                clipped = ranges[where[name]].clip(clipped)
+            if name in bounds or where[name] in ranges:
                 ratio = jnp.where(old[name] != 0, clipped / old[name], 1.0)
                 changed = copied & (clipped != new)
                 u = jnp.where(changed, ratio, u)
