@@ -73,7 +73,19 @@ def polynomial_schedule(
     .. math::
       v(t) = (v_0 - v_1)\left(1 - \frac{\min(\max(t - t_0, 0), T)}{T}\right)^p + v_1
 
-    ``transition_steps`` :math:`T = 0` gives the constant ``init_value`` (as in optax).
+    ``transition_steps`` :math:`T = 0` gives the constant ``init_value`` (as in optax). From
+    :math:`t_0 + T` on the value is exactly ``end_value``, for any ``power`` and under ``jit``
+    (optax's is NaN there for a fractional ``power`` when :math:`T` is, e.g., 10).
+
+    Args:
+      init_value: value up to ``transition_begin``.
+      end_value: value from ``transition_begin + transition_steps`` on.
+      power: exponent :math:`p` of the transition.
+      transition_steps: length :math:`T` of the transition (>= 0).
+      transition_begin: step :math:`t_0` at which the transition starts (>= 0).
+
+    Returns:
+      A schedule ``count -> value``.
 
     Examples:
       >>> import jopt
@@ -86,7 +98,11 @@ def polynomial_schedule(
     def schedule(count):
         steps = _f(transition_steps)
         elapsed = jnp.clip(count - _f(transition_begin), 0.0, steps)
-        frac = 1 - elapsed / jnp.maximum(steps, 1.0)
+        # Under jit XLA may divide as a multiplication by 1/T, so 1 - T/T can round to a tiny
+        # negative number (a NaN to a fractional power) or a tiny positive one (a value just off
+        # end_value): clip into [0, 1], and make the end of the transition exactly 0.
+        frac = jnp.clip(1 - elapsed / jnp.maximum(steps, 1.0), 0.0, 1.0)
+        frac = jnp.where((steps > 0) & (elapsed >= steps), 0.0, frac)
         return (init_value - end_value) * (frac**power) + end_value
 
     return schedule
@@ -190,7 +206,22 @@ def exponential_decay(
 ) -> Schedule:
     r"""Exponential decay :math:`v_0 r^{(t - t_0)/T}`, as optax's, with traceable arguments.
 
-    ``staircase`` (static) floors the exponent; ``end_value`` bounds the decay.
+    .. math::
+      v(t) = \begin{cases} v_0 & t \le t_0 \\ v_0 \, r^{(t - t_0)/T} & t > t_0 \end{cases}
+
+    ``staircase`` (static) floors the exponent; ``end_value`` bounds the decay. As in optax, a
+    ``decay_rate`` of 0 gives the constant ``init_value`` (and ``end_value`` has no effect).
+
+    Args:
+      init_value: value up to ``transition_begin``.
+      transition_steps: steps :math:`T` per factor ``decay_rate`` (> 0).
+      decay_rate: factor :math:`r` per ``transition_steps`` (>= 0; 0 means no decay).
+      transition_begin: step :math:`t_0` at which the decay starts (>= 0).
+      staircase: if True, decay in whole factors every ``transition_steps`` (static).
+      end_value: lower bound of the value when ``decay_rate < 1``, upper bound otherwise.
+
+    Returns:
+      A schedule ``count -> value``.
 
     Examples:
       >>> import jopt
@@ -207,11 +238,16 @@ def exponential_decay(
         p = elapsed / _f(transition_steps)
         if staircase:
             p = jnp.floor(p)
-        value = jnp.where(elapsed <= 0, init_value, init_value * jnp.power(decay_rate, p))
+        # A zero rate means "no decay" (the constant init_value, end_value ignored), not a drop
+        # to 0 after transition_begin; computing with a rate of 1 gives that without 0**p.
+        no_decay = _f(decay_rate) == 0.0
+        rate = jnp.where(no_decay, 1.0, _f(decay_rate))
+        value = jnp.where(elapsed <= 0, init_value, init_value * jnp.power(rate, p))
         if end_value is not None:
-            value = jnp.where(
-                _f(decay_rate) < 1.0, jnp.maximum(value, end_value), jnp.minimum(value, end_value)
+            bounded = jnp.where(
+                rate < 1.0, jnp.maximum(value, end_value), jnp.minimum(value, end_value)
             )
+            value = jnp.where(no_decay, value, bounded)
         return value
 
     return schedule
@@ -308,7 +344,8 @@ def reduce_on_plateau(
     windows in a row fail to improve, the hyperparameter ``hparam`` of the wrapped optimizer
     is multiplied by ``factor`` (with ``jopt.scale_hparams``, so a scheduled learning rate
     keeps its shape), then ``cooldown`` windows are ignored. The cumulative factor never goes
-    below ``min_scale``.
+    below ``min_scale``; with the default 0 it can underflow to 0 after many reductions, which
+    stops the updates (as in optax) but keeps the learning rate and the params finite.
 
     Everything is ``jnp.where``: under ``vmap`` each member of a population has its own
     counters and its own learning rate, and ``jopt.hparams`` shows the lowered value.
@@ -389,7 +426,12 @@ def reduce_on_plateau(
         new_scale = jnp.where(
             reduce, jnp.maximum(state.scale * hp["factor"], hp["min_scale"]), state.scale
         )
-        step_factor = new_scale / state.scale
+        # The learning rate is rescaled by new/old. With min_scale = 0 the scale underflows to 0
+        # after enough reductions, and 0/0 would make the learning rate (and the params) NaN: an
+        # unchanged scale rescales by exactly 1, and a zero old scale is not divided by (the
+        # learning rate became 0 with it and stays 0).
+        old_scale = jnp.where(state.scale > 0, state.scale, 1.0)
+        step_factor = jnp.where(new_scale == state.scale, 1.0, new_scale / old_scale)
         cooldown_count = jnp.where(reduce, hp["cooldown"].astype(jnp.int32), cooldown_count)
         plateau_count = jnp.where(reduce, 0, bad)
         inner = scale_hparams(state.inner_state, **{hparam: step_factor})

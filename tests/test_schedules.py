@@ -158,3 +158,95 @@ def test_reduce_on_plateau_scales_a_scheduled_learning_rate_and_needs_value():
         tx.update(jnp.ones(2), state, jnp.zeros(2))
     with pytest.raises(ValueError, match="no hyperparameter 'lr'"):
         schedules.reduce_on_plateau(jopt.sgd(0.1), hparam="lr").init(jnp.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "mode,metric,min_scale", [("min", 1.0, 0.0), ("max", 1.0, 0.0), ("min", 1.0, 1e-20)]
+)
+def test_reduce_on_plateau_stays_finite_once_the_scale_underflows(mode, metric, min_scale):
+    # A metric that never improves lowers the scale every patience + 1 = 11 steps: 500 steps take
+    # it past float32's smallest number to 0 (or to min_scale).
+    steps = 500
+    tx = schedules.reduce_on_plateau(jopt.adam(1e-3), min_scale=min_scale, mode=mode)
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jnp.ones(2), state, params, value=metric)
+        params = optax.apply_updates(params, updates)
+        lr = jopt.hparams(state)["learning_rate"]
+        return (params, state), (state.inner.scale, lr, params)
+
+    params = jnp.ones(2)
+    _, (scale, lr, params) = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))(
+        (params, tx.init(params))
+    )
+    scale, lr, params = np.asarray(scale), np.asarray(lr), np.asarray(params)
+    assert np.all(np.isfinite(lr)) and np.all(np.isfinite(params))
+    assert np.all(scale >= np.float32(min_scale)) and np.all(np.diff(scale) <= 0)
+    assert scale[-1] == np.float32(min_scale)
+    # optax reduces after `patience` bad windows where jopt (as PyTorch) waits for more than
+    # `patience`; on a positive constant metric the two are otherwise the same rule.
+    theirs = optax.contrib.reduce_on_plateau(patience=10 + 1, min_scale=min_scale)
+    their_state, their_scale = theirs.init(jnp.ones(2)), []
+    update = jax.jit(theirs.update)
+    for _ in range(steps):
+        _, their_state = update(jnp.ones(2), their_state, value=abs(metric))
+        their_scale.append(their_state.scale)
+    np.testing.assert_array_equal(scale, np.asarray(their_scale, np.float32))
+    big = 1e-3 * scale > 1e-30  # where the learning rate is itself far from underflow
+    np.testing.assert_allclose(lr[big], 1e-3 * scale[big], rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"transition_begin": 3, "staircase": True},
+        {"transition_begin": 2, "end_value": 0.5},
+        {"staircase": True, "end_value": 2.0},
+    ],
+)
+def test_exponential_decay_zero_rate_is_constant_like_optax(kwargs):
+    counts = jnp.arange(11)
+    expected = [optax.exponential_decay(1.0, 2, 0.0, **kwargs)(int(t)) for t in counts]
+    np.testing.assert_allclose(
+        jax.vmap(schedules.exponential_decay(1.0, 2, 0.0, **kwargs))(counts), expected
+    )
+
+    # a traced rate, so vmapped over rates 0 and 0.5 in one program
+    def values(rate):
+        return jax.vmap(schedules.exponential_decay(1.0, 2, rate, **kwargs))(counts)
+
+    ours = jax.jit(jax.vmap(values))(jnp.array([0.0, 0.5]))
+    for row, rate in zip(ours, [0.0, 0.5]):
+        theirs = [optax.exponential_decay(1.0, 2, rate, **kwargs)(t) for t in counts]
+        np.testing.assert_allclose(row, theirs, rtol=1e-6)
+
+
+@pytest.mark.parametrize("transition_begin", [0, 4])
+def test_polynomial_schedule_fractional_power_is_exact_at_the_end_under_jit(transition_begin):
+    counts = jnp.arange(31)
+    steps = (7, 10, 13)
+    ours_by_steps = {
+        t: jax.jit(jax.vmap(schedules.polynomial_schedule(0.1, 0.01, 0.5, t, transition_begin)))(
+            counts
+        )
+        for t in steps
+    }
+
+    # transition_steps traced: one program for all three
+    def traced(t):
+        return jax.vmap(schedules.polynomial_schedule(0.1, 0.01, 0.5, t, transition_begin))(counts)
+
+    ours_traced = jax.jit(jax.vmap(traced))(jnp.array(steps, jnp.float32))
+    for i, t in enumerate(steps):
+        theirs = optax.polynomial_schedule(0.1, 0.01, 0.5, t, transition_begin)
+        theirs_jit = np.asarray(jax.jit(jax.vmap(theirs))(counts))
+        theirs_exact = np.array([float(theirs(int(c))) for c in counts])  # not jitted: exact t/T
+        after = np.asarray(counts) >= transition_begin + t
+        for ours in (np.asarray(ours_by_steps[t]), np.asarray(ours_traced[i])):
+            assert np.all(np.isfinite(ours))
+            finite = np.isfinite(theirs_jit)
+            np.testing.assert_allclose(ours[finite], theirs_jit[finite], rtol=1e-6)
+            np.testing.assert_allclose(ours, theirs_exact, rtol=1e-6)
+            assert np.all(ours[after] == np.float32(0.01))
