@@ -23,12 +23,19 @@ uninterrupted one. ``fit`` is a short composition of the public pieces
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import inspect
 import itertools
+import json
 import math
 import os
+import re
+import tempfile
+import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -562,6 +569,74 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise ValueError(f"{name} must be {allowed}, got {value}")
 
 
+def _as_dataset(data: Any) -> Dataset:
+    """``data`` as a :class:`Dataset`: one already, or a tuple of its four arrays."""
+    if isinstance(data, Dataset):
+        return data
+    how = "build one with jopt.data.Dataset(x_train, y_train, x_test, y_test)"
+    if isinstance(data, dict):
+        raise TypeError(
+            f"data must be a jopt.data.Dataset, got a dict with keys {sorted(map(str, data))}; "
+            f"{how}"
+        )
+    if not isinstance(data, (tuple, list)) or len(data) != 4:
+        got = type(data).__name__
+        if isinstance(data, (tuple, list)):
+            got = f"a {got} of length {len(data)}"
+        raise TypeError(
+            f"data must be a jopt.data.Dataset or a tuple (x_train, y_train, x_test, y_test), "
+            f"got {got}; {how}"
+        )
+    return Dataset(*data)
+
+
+def _check_tx(tx: Any) -> None:
+    if isinstance(tx, optax.GradientTransformation) or (
+        callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))
+    ):
+        return
+    shown = repr(tx) if len(repr(tx)) <= 60 else repr(tx)[:57] + "..."
+    raise TypeError(
+        f"tx must be an optax GradientTransformation (e.g. jopt.adam(1e-3) or "
+        f"optax.adam(1e-3)), got {shown} ({type(tx).__name__})"
+    )
+
+
+def _check_data_shapes(data: Dataset, loss: Any) -> None:
+    """Shapes and dtypes only (concrete also under jit/vmap)."""
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if data.n_test:
+        if tuple(x_test.shape[1:]) != tuple(x_train.shape[1:]):
+            raise ValueError(
+                f"x_test has examples of shape {tuple(x_test.shape[1:])} but x_train has "
+                f"{tuple(x_train.shape[1:])}; they must be equal"
+            )
+        if _is_classification(y_test) != _is_classification(y_train):
+            raise TypeError(
+                f"y_test has dtype {y_test.dtype} but y_train has {y_train.dtype}; both must "
+                "be integer class labels or both float regression targets"
+            )
+        if tuple(y_test.shape[1:]) != tuple(y_train.shape[1:]):
+            raise ValueError(
+                f"y_test has targets of shape {tuple(y_test.shape[1:])} but y_train has "
+                f"{tuple(y_train.shape[1:])}; they must be equal"
+            )
+    if callable(loss):
+        return  # a custom loss may take labels of any shape
+    for split, y in (("train", y_train), ("test", y_test)):
+        if _is_classification(y) and len(y.shape) != 1 and (split == "train" or data.n_test):
+            fix = (
+                f"pass y_{split}.reshape(-1)"
+                if all(d == 1 for d in y.shape[1:])
+                else f"pass one class index per example (e.g. y_{split}.argmax(-1) for one-hot "
+                "labels)"
+            )
+            raise ValueError(
+                f"y_{split} has shape {tuple(y.shape)} but integer class labels must have "
+                f"shape (n,); {fix}"
+            )
+
+
 def _check_fit_args(
     data: Dataset,
     *,
@@ -579,6 +654,7 @@ def _check_fit_args(
     state,
     key,
 ) -> None:
+    _check_data_shapes(data, loss)
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1, data.n_train)
     _check_int("eval_every", eval_every, 1, steps)
@@ -638,15 +714,37 @@ def _output_shape(model: nn.Module, shape: tuple[int, ...], dtype: Any) -> tuple
     return getattr(out, "shape", None)
 
 
-def _check_outputs(model: nn.Module, data: Dataset) -> None:
-    """The model's output width must cover the classes (traced on shapes, not compiled)."""
-    if data.num_classes is None or not _is_classification(data.y_train):
+def _check_outputs(model: nn.Module, data: Dataset, loss: Any = None) -> None:
+    """The model's outputs must fit the labels (traced on shapes, not compiled).
+
+    Integer labels: the last output axis must cover the classes. Float labels with the
+    default or the ``"mse"`` loss are regression targets: one per output.
+    """
+    classification = _is_classification(data.y_train)
+    if classification and data.num_classes is None:
+        return
+    if not classification and loss not in (None, "mse"):
         return
     sample = ((1, *data.x_train.shape[1:]), jnp.result_type(data.x_train))
     try:
         shape = _output_shape(model, *sample)
     except TypeError:  # an unhashable model: no cache
         shape = _output_shape.__wrapped__(model, *sample)
+    if not classification:
+        y = data.y_train
+        per_example = None if shape is None else tuple(shape[1:])
+        if per_example is not None and per_example not in (
+            tuple(y.shape[1:]),
+            (*y.shape[1:], 1),
+        ):
+            raise TypeError(
+                f"y_train holds floats ({y.dtype}) of shape {tuple(y.shape)} but the model "
+                f"outputs {math.prod(per_example)} values per example: class labels must be "
+                f"integer class indices (e.g. y_train.astype(np.int32)) for the cross-entropy "
+                f"loss; float labels are regression targets (loss='mse') and need the outputs' "
+                f"shape {per_example} per example, got {tuple(y.shape[1:])}"
+            )
+        return
     if shape is None or len(shape) < 1 or shape[-1] < data.num_classes:
         raise ValueError(
             f"the model outputs shape {shape} but the labels have num_classes="
@@ -722,7 +820,8 @@ def fit(
     Args:
       model: a flax.linen module ``__call__(x, *, train=False)`` (``train`` optional).
       tx: an optax ``GradientTransformation``; its hyperparameters may be tracers.
-      data: a :class:`jopt.data.Dataset` (or a tuple ``(x_train, y_train, x_test, y_test)``).
+      data: a :class:`jopt.data.Dataset` (or a tuple ``(x_train, y_train, x_test, y_test)``);
+        integer labels (classification) of shape ``(n,)``, or float targets (regression).
       steps: number of training steps (minibatches), ``>= 1``. With ``checkpoint_dir`` it
         is the total length of the run, counted from step 0 also when resuming; with
         ``state`` it is the number of steps to add.
@@ -750,7 +849,11 @@ def fit(
       checkpoint_dir: a directory to save the state and history to (with
         :mod:`jopt.checkpoint`) every ``checkpoint_every`` steps. If it already holds
         a checkpoint of this run, training resumes from the latest one at or before
-        ``steps`` and ends bit-identical to an uninterrupted run. Not usable under
+        ``steps`` and ends bit-identical to an uninterrupted run. Beside the checkpoints,
+        ``fit_fingerprint.json`` records what the run is made of (the optimizer's initial
+        state, hyperparameters included, and its update rule; the model's class, attributes
+        and parameter shapes; hashes of the data; ``batch_size``, ``eval_every``,
+        ``batch_mode``); resuming with anything else is refused. Not usable under
         ``jit``/``vmap``.
       checkpoint_every: save every this many steps (and at no other step), a multiple of
         ``eval_every``; defaults to ``eval_every``. The run is then a few calls of one
@@ -766,9 +869,15 @@ def fit(
       labels ``"train_accuracy"`` and ``"test_accuracy"``.
 
     Raises:
-      ValueError, TypeError: before anything compiles, for an argument out of range
-        (the message names it and the allowed range) or bad data (mismatched lengths,
-        NaN/inf, labels outside ``[0, num_classes)``).
+      ValueError, TypeError: before anything compiles, for an argument out of range or of
+        the wrong type (the message names it and what is allowed: e.g. ``tx`` not an optax
+        transformation, ``data`` not a :class:`jopt.data.Dataset`) or bad data
+        (mismatched lengths, NaN/inf, labels outside ``[0, num_classes)``, integer labels
+        not of shape ``(n,)``, float labels that do not match the model's outputs,
+        ``x_test`` examples shaped unlike ``x_train``'s).
+      ValueError: ``checkpoint_dir`` holds checkpoints of another run (another optimizer
+        or hyperparameter, model, data, key, ``batch_size``, ``eval_every`` or
+        ``batch_mode``); the message says what differs.
 
     Examples:
       >>> import jax, optax, flax.linen as nn
@@ -785,8 +894,9 @@ def fit(
       <https://arxiv.org/abs/1711.00489>`_, 2018.
     """
     # CHECK ARGUMENTS
-    if not isinstance(data, Dataset):
-        data = Dataset(*data)
+    data = _as_dataset(data)
+    if state is None:
+        _check_tx(tx)
     eval_every = steps if eval_every is None else eval_every
     if checkpoint_dir is not None and checkpoint_every is None:
         checkpoint_every = eval_every
@@ -807,7 +917,7 @@ def fit(
         key=key,
     )
     if state is None:
-        _check_outputs(model, data)
+        _check_outputs(model, data, loss)
     if accumulate is not None:
         tx = _accumulating(tx, accumulate)
     loop = _Loop(
@@ -847,9 +957,15 @@ def fit(
     position, history = 0, None
     if checkpoint_dir is not None:
         checkpoint_dir = os.path.abspath(os.fspath(checkpoint_dir))
+        config = {"batch_size": batch_size, "eval_every": eval_every, "batch_mode": batch_mode}
+        # As stored in JSON (tuples become lists), so that comparisons are fair.
+        fingerprint = json.loads(json.dumps(_fingerprint(model, tx, state, data, config)))
         position, state, history = _resume(
-            checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key
+            checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key, fingerprint
         )
+        # Before the first checkpoint of the run, so that every checkpoint has one.
+        if _read_fingerprint(checkpoint_dir) != fingerprint:
+            _write_fingerprint(checkpoint_dir, fingerprint)
     first = 0 if isinstance(state.step, jax.core.Tracer) else int(state.step)
     run_id = _register_progress(progress, first) if progress else -1
     while position < steps:
@@ -894,8 +1010,14 @@ def _concat(a: dict[str, Array], b: dict[str, Array]) -> dict[str, Array]:
     return jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b)
 
 
-def _resume(checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key):
-    """Restores the latest checkpoint at or before ``steps``; ``(0, state, None)`` if none."""
+def _resume(
+    checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mode, key, fingerprint
+):
+    """Restores the latest checkpoint at or before ``steps``; ``(0, state, None)`` if none.
+
+    Raises ``ValueError`` if the checkpoints are of another run: another ``fingerprint``
+    (optimizer, model, data, batch settings) or key.
+    """
     saved = checkpoint.all_steps(checkpoint_dir)
     usable = [s for s in saved if s <= steps]
     if saved and not usable:
@@ -905,6 +1027,7 @@ def _resume(checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mo
         )
     if not usable:
         return 0, state, None
+    _check_fingerprint(checkpoint_dir, _read_fingerprint(checkpoint_dir), fingerprint)
     step = usable[-1]
     classification = _is_classification(data.y_train)
     like = {
@@ -930,3 +1053,286 @@ def _resume(checkpoint_dir, state, data, steps, batch_size, eval_every, batch_mo
         )
     history = {k: jnp.asarray(v) for k, v in restored["history"].items()}
     return step, restored["state"], history
+
+
+# ------------------------------------------------------------------------------------------
+# Fingerprints of checkpointed runs
+# ------------------------------------------------------------------------------------------
+
+# Beside the step directories of fit's checkpoint_dir: what the run is made of, so that a
+# resume with another optimizer, model or dataset is refused rather than silently mixed.
+_FINGERPRINT_FILE = "fit_fingerprint.json"
+_FINGERPRINT_FORMAT = 1
+# Arrays up to this size are hashed whole; larger ones by _HASH_SAMPLES evenly spaced
+# pieces of _HASH_PIECE_BYTES, the first and the last included.
+_HASH_FULL_BYTES = 16 << 20
+_HASH_PIECE_BYTES = 1 << 20
+_HASH_SAMPLES = 16
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _array_digest(x: Any) -> str:
+    """sha256 of an array's dtype, shape and bytes (of samples of them, if it is large).
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.train import _array_digest
+      >>> _array_digest(np.zeros(3)) == _array_digest(np.zeros(3, np.float32))
+      False
+    """
+    shape, dtype = tuple(x.shape), np.dtype(x.dtype)
+    digest = hashlib.sha256(f"{dtype.str}\0{shape}\0".encode())
+    size = math.prod(shape)
+    if size * dtype.itemsize <= _HASH_FULL_BYTES:
+        digest.update(np.asarray(x).tobytes())  # C order whatever the memory layout
+        return digest.hexdigest()
+    # Slice first, then copy: a large device array is never copied to the host whole.
+    flat = x.reshape(-1)
+    piece = max(1, _HASH_PIECE_BYTES // dtype.itemsize)
+    for start in np.linspace(0, size - piece, _HASH_SAMPLES).astype(np.int64).tolist():
+        digest.update(np.asarray(flat[start : start + piece]).tobytes())
+    return digest.hexdigest()
+
+
+def _static_digest(obj: Any) -> str:
+    """sha256 of the functions a transformation is built of and the values they close over.
+
+    This is what defines a transformation beyond its state: optax keeps e.g. a float
+    learning rate in a closure. Objects of other kinds count by their type only (their repr
+    may hold a memory address), so equal transformations give equal digests in any process.
+    """
+    digest = hashlib.sha256()
+    seen: set[int] = set()
+
+    def add(text: str) -> None:
+        digest.update(text.encode() + b"\0")
+
+    def visit(x: Any, depth: int) -> None:
+        if depth > 16:
+            return add("...")
+        if x is None or isinstance(x, (bool, int, float, complex, str, bytes)):
+            return add(f"{type(x).__name__}:{x!r}")
+        if isinstance(x, (np.ndarray, np.generic)) and x.dtype.hasobject:
+            return add("object array")  # its bytes are pointers
+        if isinstance(x, (np.ndarray, np.generic)) or (
+            isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
+        ):
+            return add(_array_digest(np.asarray(x) if isinstance(x, np.generic) else x))
+        if id(x) in seen:
+            return add("<seen>")
+        seen.add(id(x))
+        if isinstance(x, (tuple, list)):
+            add(f"{type(x).__qualname__}[{len(x)}]")
+            for item in x:
+                visit(item, depth + 1)
+        elif isinstance(x, dict):
+            add(f"dict[{len(x)}]")
+            for k in sorted(x, key=repr):
+                visit(k, depth + 1)
+                visit(x[k], depth + 1)
+        elif isinstance(x, functools.partial):
+            add("partial")
+            for part in (x.func, x.args, x.keywords):
+                visit(part, depth + 1)
+        elif isinstance(x, types.MethodType):  # e.g. optax.MultiSteps keeps its k in self
+            add(f"method of {type(x.__self__).__qualname__}")
+            visit(x.__func__, depth + 1)
+            visit(getattr(x.__self__, "__dict__", None), depth + 1)
+        elif isinstance(x, types.FunctionType):
+            add(f"function {x.__module__}.{x.__qualname__}")
+            visit(x.__defaults__, depth + 1)
+            visit(x.__kwdefaults__, depth + 1)
+            for cell in x.__closure__ or ():
+                try:
+                    visit(cell.cell_contents, depth + 1)
+                except ValueError:  # a cell not filled yet
+                    add("<empty>")
+        else:  # anything else by its type only: its repr may hold an address
+            add(f"object {type(x).__module__}.{type(x).__qualname__}")
+
+    visit(obj, 0)
+    return digest.hexdigest()
+
+
+def _tree_digest(tree: Any) -> str:
+    """sha256 of a pytree's structure and of its leaves' dtypes, shapes and values."""
+    structure = _ADDRESS.sub("", str(jax.tree.structure(tree)))
+    digest = hashlib.sha256(structure.encode())
+    for leaf in jax.tree.leaves(tree):
+        digest.update(_array_digest(np.asarray(leaf)).encode())
+    return digest.hexdigest()
+
+
+def _named_hparams(opt_state: Any) -> dict[str, Any]:
+    """The hyperparameters held in an optimizer state: jopt's, and optax's injected ones."""
+    from jopt.hyperparams import hparams
+
+    found = dict(hparams(opt_state))
+    injected = lambda s: isinstance(s, optax.InjectHyperparamsState)
+    for s in jax.tree.leaves(opt_state, is_leaf=injected):
+        if injected(s):
+            for name, value in s.hyperparams.items():
+                found.setdefault(name, value)
+    out = {}
+    for name, value in sorted(found.items()):
+        value = np.asarray(value)
+        out[name] = value.tolist() if value.size <= 16 else _array_digest(value)
+    return out
+
+
+def _module_repr(model: nn.Module) -> str:
+    """A flax module's repr on one line, without its ``# attributes`` comments."""
+    lines = [line.strip() for line in _ADDRESS.sub("", repr(model)).splitlines()]
+    text = " ".join(line for line in lines if line and not line.startswith("#"))
+    return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", text))
+
+
+def _fingerprint(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    data: Dataset,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """What a checkpointed run is made of, JSON-able; ``state`` is its initial state."""
+    leaves = checkpoint._leaves_by_path({"params": state.params, "batch_stats": state.batch_stats})
+    arrays = {}
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        x = getattr(data, name)
+        arrays[name] = {
+            "shape": list(x.shape),
+            "dtype": str(np.dtype(x.dtype)),
+            "sha256": _array_digest(x),
+        }
+    return {
+        "format": _FINGERPRINT_FORMAT,
+        "run": config,
+        "optimizer": {
+            "hparams": _named_hparams(state.opt_state),
+            "state": _tree_digest(state.opt_state),
+            "rule": _static_digest(tx),
+        },
+        "model": {
+            "repr": _module_repr(model),
+            "variables": {k: [list(v.shape), str(np.dtype(v.dtype))] for k, v in leaves.items()},
+        },
+        "data": {"arrays": arrays, "num_classes": data.num_classes},
+    }
+
+
+def _short_value(value: Any, limit: int = 80) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, list) and all(isinstance(v, float) for v in value):
+        text = "[" + ", ".join(f"{v:.6g}" for v in value) + "]"
+    else:
+        text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable lines saying how the run of ``new`` differs from the stored ``old``."""
+    absent = "(absent)"
+    lines = []
+    try:
+        before, after = old["optimizer"], new["optimizer"]
+        names = sorted(set(before["hparams"]) | set(after["hparams"]))
+        for name in names:
+            a, b = before["hparams"].get(name, absent), after["hparams"].get(name, absent)
+            if a != b:
+                lines.append(
+                    f"optimizer hyperparameter {name}: {_short_value(a)} -> {_short_value(b)}"
+                )
+        if not lines and before["state"] != after["state"]:
+            lines.append("optimizer: another state (its structure or initial values differ)")
+        if not lines and before["rule"] != after["rule"]:
+            lines.append(
+                "optimizer: another update rule, or a hyperparameter outside its state (e.g. "
+                "a float learning rate of a plain optax optimizer) changed"
+            )
+        before, after = old["model"], new["model"]
+        if before["repr"] != after["repr"]:
+            lines.append(f"model: {_short_value(before['repr'])} -> {_short_value(after['repr'])}")
+        if before["variables"] != after["variables"]:
+            changed = []
+            for name in sorted(set(before["variables"]) | set(after["variables"])):
+                a = before["variables"].get(name)
+                b = after["variables"].get(name)
+                if a != b:
+                    show = lambda v: absent if v is None else f"{tuple(v[0])} {v[1]}"
+                    changed.append(f"{name} {show(a)} -> {show(b)}")
+            more = f", ... ({len(changed)} in all)" if len(changed) > 4 else ""
+            lines.append("model parameters: " + ", ".join(changed[:4]) + more)
+        before, after = old["data"], new["data"]
+        values = []
+        for name, b in after["arrays"].items():
+            a = before["arrays"].get(name, {})
+            if (a.get("shape"), a.get("dtype")) != (b["shape"], b["dtype"]):
+                lines.append(
+                    f"data: {name} {tuple(a.get('shape', ()))} {a.get('dtype')} -> "
+                    f"{tuple(b['shape'])} {b['dtype']}"
+                )
+            elif a.get("sha256") != b["sha256"]:
+                values.append(name)
+        if values:
+            lines.append(f"data: the values of {', '.join(values)} changed")
+        if before["num_classes"] != after["num_classes"]:
+            lines.append(f"data: num_classes {before['num_classes']} -> {after['num_classes']}")
+    except (KeyError, TypeError, AttributeError):
+        lines.append("the stored fingerprint cannot be read (another version of jopt?)")
+    return lines
+
+
+def _read_fingerprint(checkpoint_dir: str) -> dict[str, Any] | None:
+    """The stored fingerprint; ``None`` if there is none or it cannot be read."""
+    try:
+        with open(os.path.join(checkpoint_dir, _FINGERPRINT_FILE), "rb") as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+def _write_fingerprint(checkpoint_dir: str, fingerprint: dict[str, Any]) -> None:
+    """Writes the fingerprint atomically (a synced temporary file, renamed), on process 0."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=checkpoint_dir, prefix=f".{_FINGERPRINT_FILE}.")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(fingerprint, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, os.path.join(checkpoint_dir, _FINGERPRINT_FILE))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _check_fingerprint(
+    checkpoint_dir: str, stored: dict[str, Any] | None, fingerprint: dict[str, Any]
+) -> None:
+    """Refuses to resume the checkpoints of another run (another optimizer, model, data)."""
+    if stored is None:
+        warnings.warn(
+            f"checkpoint_dir {checkpoint_dir!r} holds checkpoints without a readable "
+            f"{_FINGERPRINT_FILE}; resuming without checking that the optimizer, model and "
+            "data are those of the run that wrote them",
+            stacklevel=4,
+        )
+        return
+    if stored.get("run") != fingerprint["run"] and isinstance(stored.get("run"), dict):
+        raise ValueError(
+            f"checkpoint_dir {checkpoint_dir!r} was written with {stored['run']}; resume with "
+            "the same batch_size, eval_every and batch_mode or use another directory"
+        )
+    changes = _fingerprint_changes(stored, fingerprint)
+    if changes:
+        raise ValueError(
+            f"checkpoint_dir {checkpoint_dir!r} holds checkpoints of a different run:\n"
+            + "".join(f"  {line}\n" for line in changes)
+            + f"To start over, use a new checkpoint_dir or delete {checkpoint_dir!r}; to resume, "
+            "call fit with the optimizer, model and data of that run."
+        )

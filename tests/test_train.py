@@ -410,3 +410,139 @@ def test_grad_through_fit_with_shuffled_batches_matches_finite_differences():
     grad = float(jax.grad(final_loss)(lr))
     numeric = float((final_loss(lr + h) - final_loss(lr - h)) / (2 * h))
     assert grad < 0 and grad == pytest.approx(numeric, rel=0.05)
+
+
+# ------------------------------------------------------------------------------ fit's errors
+
+
+class ReluMLP(nn.Module):
+    """MLP's parameters, another network."""
+
+    classes: int = 3
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        x = nn.relu(nn.Dense(16)(x))
+        return nn.Dense(self.classes)(x)
+
+
+BAD_INPUTS = [
+    (
+        dict(data=Dataset(X, Y[:, None], X, Y[:, None])),
+        ValueError,
+        r"y_train has shape \(96, 1\) but integer class labels must have shape \(n,\); "
+        r"pass y_train\.reshape\(-1\)",
+    ),
+    (
+        dict(tx="adam"),
+        TypeError,
+        r"tx must be an optax GradientTransformation \(e\.g\. jopt\.adam\(1e-3\) or "
+        r"optax\.adam\(1e-3\)\), got 'adam' \(str\)",
+    ),
+    (
+        dict(data=Dataset(X, Y.astype(np.float32), X, Y.astype(np.float32))),
+        TypeError,
+        r"y_train holds floats \(float32\) of shape \(96,\) but the model outputs 3 values per "
+        r"example: class labels must be integer class indices",
+    ),
+    (
+        dict(data=Dataset(X, Y, X[:, :5], Y)),
+        ValueError,
+        r"x_test has examples of shape \(5,\) but x_train has \(8,\); they must be equal",
+    ),
+    (
+        dict(data={"x_train": X, "y_train": Y, "x_test": X, "y_test": Y}),
+        TypeError,
+        r"data must be a jopt\.data\.Dataset.*got a dict.*"
+        r"jopt\.data\.Dataset\(x_train, y_train, x_test, y_test\)",
+    ),
+]
+
+
+@pytest.mark.parametrize("change, error, match", BAD_INPUTS)
+def test_bad_inputs_raise_clear_errors_before_any_compute(change, error, match, monkeypatch):
+    def computed(*args, **kwargs):
+        raise AssertionError("fit computed before checking its inputs")
+
+    for name in ("_init_variables_jit", "_run", "_run_segment"):
+        monkeypatch.setattr(train, name, computed)
+    args = {"model": MODEL, "tx": TX, "data": DATA, **change}
+    with pytest.raises(error, match=match):
+        fit(args["model"], args["tx"], args["data"], key=KEY, **RUN)
+
+
+def test_float_labels_as_regression_targets_of_the_outputs_shape_are_fine():
+    # one output per example: float labels are regression targets (mse), as before
+    data = Dataset(X, Y.astype(np.float32), X, Y.astype(np.float32))
+    _, history = fit(nn.Dense(1), TX, data, key=KEY, **SEQ)
+    assert "train_accuracy" not in history
+
+
+# ------------------------------------------------------------------------------ fingerprints
+
+
+def test_resume_with_another_learning_rate_is_refused(tmp_path):
+    from jopt import rules
+
+    fit(MODEL, rules.adam(0.05), DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
+    with pytest.raises(ValueError, match=r"learning_rate: 0\.05 -> 0\.001") as error:
+        fit(MODEL, rules.adam(0.001), DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+    assert "use a new checkpoint_dir or delete" in str(error.value)
+    assert checkpoint.all_steps(tmp_path) == [20]  # nothing was trained or written
+    # the same optimizer resumes
+    fit(MODEL, rules.adam(0.05), DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+    assert checkpoint.all_steps(tmp_path) == [20, 40]
+
+
+def test_resume_with_a_plain_optax_learning_rate_changed_is_refused(tmp_path):
+    # optax keeps this learning rate in a closure, not in the state
+    fit(MODEL, optax.adam(0.05), DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
+    with pytest.raises(ValueError, match=r"optimizer: .*outside its state"):
+        fit(MODEL, optax.adam(0.001), DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
+    with pytest.raises(ValueError, match=r"(?s)different run.*model: MLP\(.*\) -> ReluMLP\("):
+        fit(ReluMLP(), TX, DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+    with pytest.raises(
+        ValueError, match=r"model parameters: .*Dense_1/kernel \(16, 3\) float32 -> \(16, 4\)"
+    ):
+        fit(MLP(classes=4), TX, DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+
+
+def test_resume_with_another_dataset_is_refused(tmp_path):
+    fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
+    other = make_data(seed=1)  # same shapes and dtypes, other values
+    with pytest.raises(ValueError, match=r"data: the values of x_train, y_train, x_test, y_test"):
+        fit(MODEL, TX, other, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+    more = make_data(n_train=80)
+    with pytest.raises(ValueError, match=r"data: x_train \(96, 8\) float32 -> \(80, 8\) float32"):
+        fit(MODEL, TX, more, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+
+
+def test_fingerprint_hashes_large_arrays_by_their_ends(monkeypatch):
+    monkeypatch.setattr(train, "_HASH_FULL_BYTES", 1 << 20)  # larger arrays: samples only
+    big = np.zeros((3 << 20) // 4 + 3, np.float32)  # 3 MiB and a bit
+    digest = train._array_digest
+    assert digest(big) == digest(big.copy()) == digest(jnp.asarray(big))
+    for position in (0, (1 << 18) - 1, -(1 << 18), -1):  # in the first or the last MiB
+        changed = big.copy()
+        changed[position] = 1.0
+        assert digest(changed) != digest(big), position
+    assert digest(big) != digest(big[:-1]) != digest(big.reshape(-1, 5)[:, :1])
+
+
+def test_fingerprint_is_stored_and_checkpoints_without_one_resume_with_a_warning(tmp_path):
+    fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
+    stored = tmp_path / train._FINGERPRINT_FILE
+    assert stored.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "20",
+        train._FINGERPRINT_FILE,
+    ]
+    with pytest.raises(ValueError, match=r"written with .*'eval_every': 20"):  # before restoring
+        fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "eval_every": 10})
+    stored.unlink()  # e.g. checkpoints of an older version
+    with pytest.warns(UserWarning, match="without a readable fit_fingerprint.json"):
+        fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **SEQ)
+    assert stored.exists() and checkpoint.all_steps(tmp_path) == [20, 40]
