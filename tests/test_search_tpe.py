@@ -1,7 +1,9 @@
 """jopt.search.tpe: optuna samplers asking batches that run as one vmapped, cached program."""
 
+import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -143,8 +145,13 @@ WORKER = textwrap.dedent(
     from test_search_tpe import DISTS, quadratic
     from jopt.search.tpe import tpe
 
-    storage, name, n_trials, kill_after, pause = sys.argv[1:6]
+    storage, name, n_trials, kill_after, pause, together = sys.argv[1:7]
     told = []
+    if together:  # "folder:count": start when count workers are ready, past the slow imports
+        folder, count = together.rsplit(":", 1)
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        while len(os.listdir(folder)) < int(count):
+            time.sleep(0.001)
 
     def callback(study, frozen):
         told.append(frozen.number)
@@ -153,22 +160,23 @@ WORKER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)  # mid-batch: trials are left RUNNING
 
     out = tpe(quadratic, DISTS, n_trials=int(n_trials), batch_size=4, metric="score",
-              storage=storage, study_name=name, seed=os.getpid(), callbacks=[callback],
+              storage=storage, study_name=name, callbacks=[callback],
               progress=False)
     print(json.dumps({{"evaluated": len(out.result)}}))
     """
 )
 
 
-def _worker(tmp_path, storage, name, n_trials, kill_after=0, pause=0.0):
+def _worker(tmp_path, storage, name, n_trials, kill_after=0, pause=0.0, together=""):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent)))
     command = [sys.executable, str(script), storage, name, str(n_trials), str(kill_after)]
+    command += [str(pause), together]
     # the repository on the path, so the worker imports this checkout's jopt even uninstalled
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
-        [*command, str(pause)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
@@ -213,12 +221,136 @@ def test_two_processes_share_one_study(tmp_path):
         time.sleep(0.1)
     pause = lambda study, frozen: time.sleep(0.05)
     out = tpe(quadratic, DISTS, n_trials=24, batch_size=4, metric="score", storage=storage,
-              study_name=name, seed=1, callbacks=[pause], progress=False)  # fmt: skip
+              study_name=name, callbacks=[pause], progress=False)  # fmt: skip
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 0, err[-2000:]
     theirs = json.loads(stdout.strip().splitlines()[-1])["evaluated"]
     states = _states(storage, name)
     assert theirs > 0 and len(out.result) > 0  # both did some of the work
-    assert states.count("COMPLETE") == theirs + len(out.result)  # the sum of their trials
-    assert 24 <= states.count("COMPLETE") <= 24 + 4  # may overshoot by a batch in a race
-    assert "RUNNING" not in states
+    assert states.count("COMPLETE") == theirs + len(out.result) == 24  # the sum of their trials
+    assert _finished(out.study) == (24, 0)  # the same seed, yet no trial drawn twice
+
+
+# --- trials that nobody will finish: orphans, dead peers, concurrent starts, any storage ------
+
+TPE = importlib.import_module("jopt.search.tpe")  # the module (jopt.search.tpe is the function)
+OPTUNA_DISTS = {
+    "learning_rate": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True),
+    "wd": optuna.distributions.FloatDistribution(0.0, 1.0),
+}
+
+
+def _dead_pid():
+    """The pid of a process that ran on this host and is gone (reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _finished(study):
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    params = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(params)) == len(params), "a parameter set was evaluated twice"
+    return len(complete), len(running)
+
+
+def test_orphan_of_a_crash_inside_ask_is_reclaimed(tmp_path, monkeypatch):
+    monkeypatch.setattr(TPE, "ORPHAN_GRACE_S", 0.5, raising=False)
+    storage, name = f"sqlite:///{tmp_path}/orphan.db", "orphan"
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    # what a process leaves when it dies between study.ask and recording itself on the trial:
+    # a RUNNING trial without the worker attribute
+    orphan = study.ask(OPTUNA_DISTS)
+    time.sleep(0.6)
+    out = tpe(quadratic, DISTS, n_trials=12, batch_size=4, metric="score", storage=storage,
+              study_name=name, progress=False)  # fmt: skip
+    assert _finished(out.study) == (12, 0)
+    assert out.result.info["stale_trials_requeued"] == 1
+    assert out.result.configs[0] == orphan.params  # its parameters are evaluated first
+    assert out.study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_young_orphan_is_waited_for_then_reclaimed(tmp_path, monkeypatch):
+    monkeypatch.setattr(TPE, "ORPHAN_GRACE_S", 2.0, raising=False)
+    monkeypatch.setattr(TPE, "POLL_S", 0.05, raising=False)
+    storage, name = f"sqlite:///{tmp_path}/young.db", "young"
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    study.ask(OPTUNA_DISTS)  # maybe another process in its ask: not reclaimed before the grace
+    out = tpe(quadratic, DISTS, n_trials=8, batch_size=4, metric="score", storage=storage,
+              study_name=name, progress=False)  # fmt: skip
+    assert _finished(out.study) == (8, 0) and out.result.info["stale_trials_requeued"] == 1
+
+
+def _storage(kind, tmp_path):
+    if kind == "sqlite-url":
+        return f"sqlite:///{tmp_path}/study.db"
+    if kind == "rdb-object":
+        return optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/study.db")
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+
+
+@pytest.mark.parametrize("kind", ["sqlite-url", "rdb-object", "journal"])
+def test_dead_peers_trials_are_reclaimed_during_the_run(tmp_path, kind):
+    storage, name = _storage(kind, tmp_path), "peers"
+    dead = f"{socket.gethostname()}:{_dead_pid()}"
+    held = []
+
+    def peer_dies(study, frozen):  # after the first batch, a peer asks two trials and dies
+        if len(held) == 0 and sum(t.state.is_finished() for t in study.trials) == 4:
+            for _ in range(2):
+                held.append(study.ask(OPTUNA_DISTS))
+                held[-1].set_user_attr(TPE.WORKER_ATTR, dead)
+
+    out = tpe(quadratic, DISTS, n_trials=16, batch_size=4, metric="score", storage=storage,
+              study_name=name, callbacks=[peer_dies], progress=False)  # fmt: skip
+    assert len(held) == 2
+    assert _finished(out.study) == (16, 0)
+    assert out.result.info["stale_trials_requeued"] == 2
+    assert [c for c in out.result.configs if c in [t.params for t in held]] == [
+        t.params for t in held
+    ]  # the dead peer's parameters are evaluated, once each
+
+
+def test_waits_for_a_live_peer_and_reclaims_its_trials_when_it_dies(tmp_path, monkeypatch):
+    monkeypatch.setattr(TPE, "POLL_S", 0.05, raising=False)
+    storage, name = f"sqlite:///{tmp_path}/live.db", "live"
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    peer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])
+    held = study.ask(OPTUNA_DISTS)
+    held.set_user_attr(TPE.WORKER_ATTR, f"{socket.gethostname()}:{peer.pid}")
+    # the peer is not reaped while tpe runs: a zombie is dead too
+    out = tpe(quadratic, DISTS, n_trials=8, batch_size=4, metric="score", storage=storage,
+              study_name=name, progress=False)  # fmt: skip
+    assert peer.poll() == 0  # it waited for the peer to end
+    assert _finished(out.study) == (8, 0) and out.result.info["stale_trials_requeued"] == 1
+    assert held.params in out.result.configs
+
+
+def test_journal_storage_resumes(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    path = str(tmp_path / "journal.log")
+    storage = lambda: optuna.storages.JournalStorage(JournalFileBackend(path))
+    kwargs = {"batch_size": 4, "metric": "score", "study_name": "journal", "progress": False}
+    first = tpe(quadratic, DISTS, n_trials=8, storage=storage(), **kwargs)
+    assert len(first.result) == 8
+    # a new storage object on the same file, as a rerun has: the study resumes
+    again = tpe(quadratic, DISTS, n_trials=12, storage=storage(), **kwargs)
+    assert len(again.result) == 4 and _finished(again.study) == (12, 0)
+    assert len(again.history) == 12 and again.best_value >= first.best_value
+
+
+def test_two_processes_start_together_on_a_fresh_database(tmp_path):
+    storage, name = f"sqlite:///{tmp_path}/fresh.db", "fresh"  # no database, no study yet
+    (tmp_path / "ready").mkdir()
+    together = f"{tmp_path / 'ready'}:2"
+    processes = [_worker(tmp_path, storage, name, n_trials=16, together=together) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    evaluated = [json.loads(out.strip().splitlines()[-1])["evaluated"] for out, _ in outputs]
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert _finished(study) == (16, 0) and sum(evaluated) == 16

@@ -11,11 +11,15 @@ and shape).
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import math
 import os
+import random
 import socket
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -33,6 +37,16 @@ __all__ = ["TPEResult", "tpe"]
 WORKER_ATTR = "jopt_worker"  # "host:pid" of the process that asked the trial
 DIVERGED_ATTR = "jopt_diverged"  # True: evaluated, but a metric was NaN/inf (told as FAIL)
 REQUEUED_ATTR = "jopt_requeued_from"  # number of the stale trial whose params this re-runs
+SURPLUS_ATTR = "jopt_surplus"  # True: asked past n_trials in a race between processes, not run
+
+# A RUNNING trial without WORKER_ATTR is younger than this while its process is inside
+# ``study.ask`` (optuna creates the trial, then samples it; a slow sampler takes seconds), and
+# older only when that process died before recording itself: then it is reclaimed.
+ORPHAN_GRACE_S = 30.0
+# How often a process with nothing left to ask looks again at the trials its peers run.
+POLL_S = 1.0
+# Tries of ``optuna.create_study`` while processes race to create a fresh storage.
+CREATE_TRIES = 8
 
 
 class TPEResult(NamedTuple):
@@ -107,16 +121,38 @@ def _alive(worker: str) -> bool | None:
         return False
     except (PermissionError, ValueError):
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its parent) still answers kill(pid, 0)
+        with open(f"/proc/{int(pid)}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):  # no /proc (not Linux), or the process just ended
+        return True
+
+
+def _age_s(trial) -> float:
+    """Seconds since the trial started (``datetime_start``, the asking process's clock)."""
+    started = trial.datetime_start
+    if started is None:
+        return 0.0
+    return (datetime.datetime.now(started.tzinfo) - started).total_seconds()
 
 
 def _fail_stale(study) -> int:
-    """Marks RUNNING trials asked by a dead process on this host FAIL and re-queues them."""
+    """Marks abandoned RUNNING trials FAIL and re-queues their parameters; returns how many.
+
+    Abandoned: asked by a dead process on this host (the ``host:pid`` recorded on the
+    trial), or orphaned inside ``study.ask`` (no process recorded, and started more than
+    ``ORPHAN_GRACE_S`` ago: its process died between creating the trial and recording
+    itself). Several processes may reclaim at once: the trial's FAIL is the lock, only the
+    process whose ``tell`` succeeds re-queues it.
+    """
     optuna = _optuna()
     stale = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = trial.user_attrs.get(WORKER_ATTR)
-        if worker is None or _alive(worker) is not False:
+        if worker is None:
+            if _age_s(trial) <= ORPHAN_GRACE_S:
+                continue
+        elif _alive(worker) is not False:
             continue
         try:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
@@ -127,19 +163,78 @@ def _fail_stale(study) -> int:
     return stale
 
 
-def _counts(study) -> tuple[int, int]:
-    """(finished trials, trials running in live processes) of the study."""
-    optuna = _optuna()
-    state = optuna.trial.TrialState
-    finished = running = 0
+def _is_finished(trial) -> bool:
+    """COMPLETE, PRUNED, or FAIL because the metric diverged: counts toward ``n_trials``."""
+    state = _optuna().trial.TrialState
+    if trial.state in (state.COMPLETE, state.PRUNED):
+        return True
+    return trial.state == state.FAIL and bool(trial.user_attrs.get(DIVERGED_ATTR))
+
+
+def _counts(study) -> tuple[int, int, int]:
+    """(finished trials, RUNNING trials, RUNNING trials whose end this host will see).
+
+    The last are the trials of live processes on this host and those without a process yet
+    (being asked, or orphaned: reclaimed after ``ORPHAN_GRACE_S``); a process that waits for
+    them sees each finish or become reclaimable. Not those of other hosts: whether their
+    process lives cannot be told from here.
+    """
+    state = _optuna().trial.TrialState
+    finished = running = seen = 0
     for trial in study.get_trials(deepcopy=False):
-        if trial.state in (state.COMPLETE, state.PRUNED):
-            finished += 1
-        elif trial.state == state.FAIL and trial.user_attrs.get(DIVERGED_ATTR):
+        if _is_finished(trial):
             finished += 1
         elif trial.state == state.RUNNING:
             running += 1
-    return finished, running
+            worker = trial.user_attrs.get(WORKER_ATTR)
+            seen += worker is None or _alive(worker) is not None
+    return finished, running, seen
+
+
+def _surplus(study, asked: list, n_trials: int) -> list:
+    """The trials of ``asked`` past the study's first ``n_trials`` live trials.
+
+    Live: finished, RUNNING or WAITING (re-queued), in trial-number order. The storage
+    numbers trials in the order it creates them, and a process looks after its own trials
+    exist, so it sees every trial numbered below them: processes that asked at the same
+    moment agree on which trials are past ``n_trials``, and those go back unevaluated. The
+    study then never ends above ``n_trials``.
+    """
+    state = _optuna().trial.TrialState
+    live = sorted(
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if _is_finished(t) or t.state in (state.RUNNING, state.WAITING)
+    )
+    keep = set(live[:n_trials])
+    return [t for t in asked if t.number not in keep]
+
+
+def _create_study(**kwargs):
+    """``optuna.create_study``, tried again while processes race to create a fresh storage.
+
+    Processes started together on a new database each create its tables, its schema version
+    and the study; all but one then meet what another has just created (a table or row that
+    exists, a locked file) as an error of the database. After a short random pause, another
+    try finds it all there and loads it.
+    """
+    optuna = _optuna()
+    from sqlalchemy import exc  # optuna's dependency
+
+    races = (
+        exc.OperationalError,
+        exc.IntegrityError,
+        exc.ProgrammingError,
+        optuna.exceptions.StorageInternalError,
+    )
+    if kwargs.get("load_if_exists"):
+        races += (optuna.exceptions.DuplicatedStudyError,)
+    for attempt in range(1, CREATE_TRIES):
+        try:
+            return optuna.create_study(**kwargs)
+        except races:
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+    return optuna.create_study(**kwargs)
 
 
 def _history(study, maximize: bool) -> np.ndarray:
@@ -185,6 +280,10 @@ def _run_batch(
         if label not in traced:
             static = {n: batch[rows[0]][n] for n in static_names}
             traced[label] = engine.trace_trial(trial, static, names)
+        traced[label].verify(
+            {n: np.asarray([batch[i][n] for i in rows], np.float32) for n in names},
+            lambda row, rows=rows: f"trial {batch[rows[row]]}",
+        )
         padded = engine.pad(rows, width * calls)
         call_info: dict[str, Any] = {}
         for first in range(0, len(rows), width):
@@ -260,20 +359,27 @@ def tpe(
     a mask over the largest width).
 
     Persistence and several processes: with ``storage="sqlite:///search.db"`` (any optuna
-    storage URL or object) and a ``study_name``, the study lives in the database.
-    ``n_trials`` is the number of finished trials the *study* should hold when ``tpe``
-    returns (finished: COMPLETE, PRUNED, or FAIL because the metric diverged), like optuna's
-    ``MaxTrialsCallback``. So rerunning a killed search with the same arguments resumes it:
-    the finished trials count, and trials left RUNNING by a dead process on this host
-    (``os.kill(pid, 0)`` fails for the ``host:pid`` recorded on each trial) are marked FAIL
-    and their parameters re-queued with ``study.enqueue_trial`` (user attribute
-    ``jopt_requeued_from``: the old trial's number), so the next batch evaluates them
-    first. Several processes (``tpe`` calls with the same storage and study name) share the
-    work: each asks only ``n_trials - finished - running`` more trials and returns when none
-    are left to ask (two processes asking at the same moment may overshoot by up to a
-    batch). RUNNING trials of processes on other hosts are never touched: fail them with
-    optuna's heartbeat (``RDBStorage(heartbeat_interval=...)``) and
-    ``optuna.storages.fail_stale_trials``.
+    storage: a URL, ``"postgresql://..."`` included, or an object such as ``RDBStorage`` or
+    ``JournalStorage(JournalFileBackend(path))``) and a ``study_name``, the study lives in
+    the storage. ``n_trials`` is the number of finished trials the *study* should hold when
+    ``tpe`` returns (finished: COMPLETE, PRUNED, or FAIL because the metric diverged), like
+    optuna's ``MaxTrialsCallback``. So rerunning a killed search with the same arguments
+    resumes it: the finished trials count, and abandoned RUNNING trials are marked FAIL and
+    their parameters re-queued with ``study.enqueue_trial`` (user attribute
+    ``jopt_requeued_from``: the old trial's number), so the next batch evaluates them first.
+    Abandoned: asked by a dead process on this host (``os.kill(pid, 0)`` fails, or finds a
+    zombie, for the ``host:pid`` recorded on each trial), or orphaned by a process that died
+    inside ``study.ask``, before it could record itself (a trial without ``host:pid`` that
+    started more than ``ORPHAN_GRACE_S`` = 30 s ago). Several processes (``tpe`` calls with
+    the same storage and study name, started together on a fresh database or not) share the
+    work: before each batch a process reclaims the abandoned trials and asks only
+    ``n_trials - finished - running`` more; trials that a race between processes asked past
+    ``n_trials`` go back unevaluated (FAIL, user attribute ``jopt_surplus``), so the study
+    ends at exactly ``n_trials``. With nothing left to ask, a process waits (polling every
+    ``POLL_S`` = 1 s) for the trials its peers on this host run, and reclaims them if the
+    peer dies, so every process returns with the study finished. RUNNING trials of processes
+    on other hosts are neither reclaimed nor waited for: fail them with optuna's heartbeat
+    (``RDBStorage(heartbeat_interval=...)``) and ``optuna.storages.fail_stale_trials``.
 
     Args:
       trial: ``trial(hparams, key) -> dict of arrays``, as for ``jopt.sweep.run`` (pure,
@@ -293,10 +399,15 @@ def tpe(
       sampler: any optuna sampler (``TPESampler``, ``RandomSampler``, ``QMCSampler``,
         ``CmaEsSampler``, ``GPSampler``, ...). Default ``TPESampler(seed=seed,
         constant_liar=True)``.
-      storage: ``None`` (in memory) or an optuna storage (``"sqlite:///file.db"``, ...).
+      storage: ``None`` (in memory) or an optuna storage: a URL (``"sqlite:///file.db"``,
+        ``"postgresql+psycopg://user@host/db"``, ...) or a storage object (``RDBStorage``,
+        ``JournalStorage``, ...).
       study_name: name of the study in ``storage`` (default: optuna's generated name).
       load_if_exists: continue a study of that name in ``storage`` (resume / share).
-      seed: seed of the default sampler (unused when ``sampler`` is given).
+      seed: seed of the default sampler (unused when ``sampler`` is given). With a
+        ``storage``, mixed with this process's ``host:pid`` and the number of trials the
+        study holds, so that processes sharing a study, and a rerun resuming it, do not
+        draw the same random startup trials.
       chunk_size: configurations per compiled call within a batch (``jopt.sweep.run``'s);
         default the whole padded batch.
       devices: devices to shard each batch over (``jopt.sweep.run``'s); default all.
@@ -356,15 +467,23 @@ def tpe(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        if sampler is None:
+        default_sampler = sampler is None
+        if default_sampler:
             sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-        study = optuna.create_study(
+        study = _create_study(
             storage=storage,
             sampler=sampler,
             study_name=study_name,
             direction=direction,
             load_if_exists=load_if_exists,
         )
+        if default_sampler and storage is not None:
+            # the same seed would draw the same random startup trials in every process
+            # sharing the study, and again in a rerun resuming it
+            held = len(study.get_trials(deepcopy=False))
+            mixed = [seed % 2**32, zlib.crc32(_worker().encode()), held]
+            mixed_seed = int(np.random.SeedSequence(mixed).generate_state(1)[0])
+            study.sampler = optuna.samplers.TPESampler(seed=mixed_seed, constant_liar=True)
         if study.direction.name.lower() != direction:
             raise ValueError(
                 f"mode={mode!r}, but the loaded study {study.study_name!r} is set to "
@@ -430,12 +549,12 @@ def _search(
     )
     calls = math.ceil(batch_size / width)
     traced: dict[tuple, engine.TracedTrial] = {}  # each static group traced once per search
-    stale = _fail_stale(study)
+    finished_trial = optuna.exceptions.UpdateFinishedTrialError
     configs: list[dict[str, Any]] = []
     metrics: list[dict[str, np.ndarray]] = []
-    info: dict[str, Any] = {"stale_trials_requeued": stale, "batches": []}
+    info: dict[str, Any] = {"stale_trials_requeued": 0, "surplus_trials": 0, "batches": []}
     start = time.perf_counter()
-    finished, running = _counts(study)
+    finished, _, _ = _counts(study)
     info["finished_at_start"] = finished
 
     bar = None
@@ -445,16 +564,39 @@ def _search(
         bar = tqdm(total=n_trials, initial=min(finished, n_trials), desc="tpe", unit="trial")
     try:
         while True:
-            finished, running = _counts(study)
+            # before every batch, not only the first: a peer may die at any time
+            info["stale_trials_requeued"] += _fail_stale(study)
+            finished, running, seen = _counts(study)
+            if bar is not None and min(finished, n_trials) > bar.n:
+                bar.update(min(finished, n_trials) - bar.n)
+            if finished >= n_trials:
+                break
             todo = min(batch_size, n_trials - finished - running)
             if todo <= 0:
-                break
+                if not seen:  # only other hosts' trials run: their processes finish them
+                    break
+                time.sleep(POLL_S)  # until the peers' trials finish or can be reclaimed
+                continue
             batch_start = time.perf_counter()
             asked = []
             try:
                 for _ in range(todo):
-                    asked.append(study.ask(optuna_dists))
-                    asked[-1].set_user_attr(WORKER_ATTR, worker)
+                    asked_trial = study.ask(optuna_dists)
+                    try:
+                        asked_trial.set_user_attr(WORKER_ATTR, worker)
+                    except finished_trial:  # reclaimed as an orphan meanwhile: re-queued
+                        continue
+                    asked.append(asked_trial)
+                surplus = {t.number for t in _surplus(study, asked, n_trials)}
+                for t in asked:
+                    if t.number in surplus:  # another process asked the same places first
+                        with contextlib.suppress(finished_trial):
+                            t.set_user_attr(SURPLUS_ATTR, True)
+                        study.tell(t, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                info["surplus_trials"] += len(surplus)
+                asked = [t for t in asked if t.number not in surplus]
+                if not asked:
+                    continue
                 batch = [{n: t.params[n] for n in optuna_dists} for t in asked]
                 result = _run_batch(
                     trial,
@@ -467,22 +609,28 @@ def _search(
                     traced=traced,
                 )
                 score = _score(result, metric)
+                scalars = [n for n, v in result.metrics.items() if v.ndim == 2 and n != metric]
+                for row, t in enumerate(asked):
+                    value = float(score[row])
+                    try:
+                        if result.diverged[row].any() or not math.isfinite(value):
+                            t.set_user_attr(DIVERGED_ATTR, True)
+                            frozen = study.tell(t, state=optuna.trial.TrialState.FAIL)
+                        else:
+                            for name in scalars:  # other scalar metrics, seed means, on record
+                                t.set_user_attr(name, float(result.mean(name)[row]))
+                            frozen = study.tell(t, value)
+                    except finished_trial:
+                        # reclaimed by a peer that took it for an orphan (an ask slower than
+                        # ORPHAN_GRACE_S): its parameters are re-queued and run again there
+                        continue
+                    for callback in callbacks:
+                        callback(study, frozen)
             except BaseException:
-                for t in asked:  # leave no RUNNING trial behind
+                # leave no RUNNING trial behind: peers on this host would wait for it
+                for t in asked:
                     study.tell(t, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 raise
-            scalars = [n for n, v in result.metrics.items() if v.ndim == 2 and n != metric]
-            for row, t in enumerate(asked):
-                value = float(score[row])
-                if result.diverged[row].any() or not math.isfinite(value):
-                    t.set_user_attr(DIVERGED_ATTR, True)
-                    frozen = study.tell(t, state=optuna.trial.TrialState.FAIL)
-                else:
-                    for name in scalars:  # other scalar metrics, seed means, for the record
-                        t.set_user_attr(name, float(result.mean(name)[row]))
-                    frozen = study.tell(t, value)
-                for callback in callbacks:
-                    callback(study, frozen)
             configs += batch
             metrics += [{n: v[row] for n, v in result.metrics.items()} for row in range(len(batch))]
             group_info = result.info.get("groups", [])
@@ -495,7 +643,6 @@ def _search(
                 }
             )
             if bar is not None:
-                bar.update(len(asked))
                 try:
                     bar.set_postfix(best=f"{study.best_value:.4g}")
                 except ValueError:
