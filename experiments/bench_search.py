@@ -82,7 +82,7 @@ def sampler(seed):
 # (a) jopt.search.tpe: a batch of trials per compiled call
 def run_jopt(seed):
     out = tpe(trial, DISTRIBUTIONS, n_trials=N_TRIALS, batch_size=BATCH, metric="accuracy",
-              sampler=sampler(seed), progress=False)  # fmt: skip
+              sampler=sampler(seed), progress=False, mode="max")  # fmt: skip
     return out.best_value, len(out.study.trials)
 
 

@@ -87,8 +87,8 @@ wall = time.perf_counter() - start
 
 # REPORT
 val = result.mean("val_accuracy").reshape(len(LEARNING_RATES), len(MOMENTA))
-best = result.best("val_accuracy")
-i_best = result.best_index("val_accuracy")
+best = result.best("val_accuracy", mode="max")
+i_best = result.best_index("val_accuracy", mode="max")
 print(
     f"\n{len(space)} configs x {SEEDS} seeds x {STEPS} steps in {wall:.1f} s on "
     f"{len(jax.devices())} device(s); {int(result.diverged.sum())} runs diverged"
@@ -156,6 +156,7 @@ else:
         metric="val_accuracy",
         ax=left,
         title=f"validation accuracy (slope {slope:+.2f})",
+        mode="max",
     )
     # one curve per momentum (every other one): its best learning rate on validation
     configs = []

@@ -265,6 +265,7 @@ def tpe_search(seed):
         seeds=[seed],
         seed=seed,  # TPESampler(seed=seed, constant_liar=True)
         progress=False,
+        mode="max",
     )
     metrics = out.result.metrics
     return sequential(
@@ -287,6 +288,7 @@ def halving_search(seed):
             seed=seed,
             width=SH_WIDTH,
             progress=False,
+            mode="max",
         )
         i = out.history[-1]["kept"][0]  # the last rung ranks its survivors best first
         test = float(out.result.metrics["test_accuracy"][i, 0])
@@ -323,6 +325,7 @@ def hyperband_search(seed):
                 eta=ETA,
                 seed=seed,
                 progress=False,
+                mode="max",
             )
             # a bracket's configurations trained for R count from the end of that bracket
             metrics, row, units = out.result.metrics, 0, 0
@@ -373,6 +376,7 @@ def pbt_search(seed, random_configs):
             hparams=["learning_rate", "rate"],
             bounds=PBT_BOUNDS,
             key=seed,
+            mode="max",
         )
         sizes[w] = len(configs)
     val = np.concatenate([outs[w].history["metric"] for w in WIDTHS], axis=1)  # (rounds, n)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jopt.sweep.result import SweepResult
+from jopt.sweep.result import SweepResult, check_mode
 
 __all__ = ["curves", "heatmap", "parallel", "scatter"]
 
@@ -44,7 +44,7 @@ def heatmap(
     y: str,
     metric: str,
     *,
-    mode: str = "max",
+    mode: str | None = None,
     where: dict[str, Any] | None = None,
     ax=None,
     cmap: str = "viridis",
@@ -72,8 +72,7 @@ def heatmap(
       The matplotlib axes.
     """
     plt = _plt()
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    check_mode(mode, metric)
     for name in (x, y):
         if name not in result.configs[0]:
             raise ValueError(f"unknown hyperparameter {name!r}; known: {list(result.configs[0])}.")
@@ -224,7 +223,7 @@ def parallel(
     metric: str,
     names: Sequence[str] | None = None,
     *,
-    mode: str = "max",
+    mode: str | None = None,
     ax=None,
     cmap: str = "viridis",
 ):

@@ -13,7 +13,7 @@ import pytest
 import jopt
 from jopt import search, sweep
 
-ARGS = {"min_steps": 2, "metric": "test_accuracy", "progress": False}
+ARGS = {"min_steps": 2, "metric": "test_accuracy", "mode": "max", "progress": False}
 
 
 def test_set_and_scale_hparams_check_the_new_values():
@@ -84,6 +84,7 @@ def test_halving_hyperband_tpe_and_pbt_refuse_bad_values():
             eta=2,
             metric="test_accuracy",
             progress=False,
+            mode="max",
         )
     with pytest.raises(ValueError, match=r"configuration 0 .*beta must be in"):
         search.pbt(
@@ -92,6 +93,7 @@ def test_halving_hyperband_tpe_and_pbt_refuse_bad_values():
             rounds=2,
             ready_every=2,
             metric="test_accuracy",
+            mode="max",
         )
 
     def quadratic(hp, key):
@@ -106,6 +108,7 @@ def test_halving_hyperband_tpe_and_pbt_refuse_bad_values():
             batch_size=8,
             metric="score",
             progress=False,
+            mode="max",
         )
 
 

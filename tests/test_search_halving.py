@@ -57,7 +57,14 @@ def test_survivor_equals_one_uninterrupted_fit():
     trial = search.fit_trial(model, jopt.momentum(0.0, beta=0.9), data, batch_size=32)
     space = jopt.sweep.grid(learning_rate=[0.003, 0.01, 0.03, 0.1])
     out = search.successive_halving(
-        trial, space, min_steps=10, eta=2, metric="test_accuracy", progress=False, seed=3
+        trial,
+        space,
+        min_steps=10,
+        eta=2,
+        metric="test_accuracy",
+        progress=False,
+        seed=3,
+        mode="max",
     )
     steps = out.history[-1]["steps"]
     assert steps == 40
@@ -147,27 +154,47 @@ def test_hyperband_min_steps_sets_the_smallest_rung():
 @pytest.mark.parametrize(
     "call,word",
     [
-        (lambda t, s: search.successive_halving(t, s, min_steps=1, metric="loss", eta=1), "eta"),
-        (lambda t, s: search.successive_halving(t, s, min_steps=0, metric="loss"), "min_steps"),
         (
-            lambda t, s: search.successive_halving(t, s, min_steps=9, max_steps=3, metric="loss"),
+            lambda t, s: search.successive_halving(
+                t, s, min_steps=1, metric="loss", eta=1, mode="max"
+            ),
+            "eta",
+        ),
+        (
+            lambda t, s: search.successive_halving(t, s, min_steps=0, metric="loss", mode="max"),
+            "min_steps",
+        ),
+        (
+            lambda t, s: search.successive_halving(
+                t, s, min_steps=9, max_steps=3, metric="loss", mode="max"
+            ),
             "does not fit",
         ),
-        (lambda t, s: search.successive_halving(t, [], min_steps=1, metric="loss"), "empty"),
+        (
+            lambda t, s: search.successive_halving(t, [], min_steps=1, metric="loss", mode="max"),
+            "empty",
+        ),
         (
             lambda t, s: search.hyperband(
-                t, {"lr": jopt.sweep.Uniform(0, 1)}, max_steps=10, metric="loss"
+                t, {"lr": jopt.sweep.Uniform(0, 1)}, max_steps=10, metric="loss", mode="max"
             ),
             "multiple",
         ),
         (
             lambda t, s: search.hyperband(
-                t, {"lr": jopt.sweep.Uniform(0, 1)}, max_steps=3, min_steps=9, metric="loss"
+                t,
+                {"lr": jopt.sweep.Uniform(0, 1)},
+                max_steps=3,
+                min_steps=9,
+                metric="loss",
+                mode="max",
             ),
             "min_steps",
         ),
         (
-            lambda t, s: search.successive_halving(t, s, min_steps=1, metric="acc", progress=False),
+            lambda t, s: search.successive_halving(
+                t, s, min_steps=1, metric="acc", progress=False, mode="max"
+            ),
             "unknown metric",
         ),
     ],

@@ -69,7 +69,7 @@ def test_shapes_mean_std(result):
     )
     assert "steps_mean" not in result.metrics  # ints are not summarized by default
     assert result.info["k"] == K and len(result.info["groups"]) == 2  # one program per static
-    best = result.best("accuracy_mean")
+    best = result.best("accuracy_mean", mode="max")
     assert best["learning_rate"] > 0.01
     assert set(result.to_dataframe().columns) >= {"accuracy_mean", "accuracy_std"}
 

@@ -204,7 +204,9 @@ def test_composes_with_fit_trial():
     tx = optax.chain(jopt.regularizers.l1(0.0), jopt.regularizers.l2(0.0), jopt.sgd(0.0))
     trial = fit_trial(jopt.models.Linear(), tx, data, batch_size=32)
     configs = [{"learning_rate": lr, "1/strength": 1e-4} for lr in (0.003, 0.01, 0.03, 0.1)]
-    out = pbt(trial, configs, rounds=2, ready_every=10, metric="test_accuracy", fraction=0.25)
+    out = pbt(
+        trial, configs, rounds=2, ready_every=10, metric="test_accuracy", fraction=0.25, mode="max"
+    )
     h = out.history
     worst, best0 = int(np.argmin(h["metric"][0])), int(np.argmax(h["metric"][0]))
     assert h["parent"][1].tolist() == [best0 if i == worst else i for i in range(4)]
@@ -241,13 +243,14 @@ def test_plot_lineage(noisy_run):
         (dict(hparams=["beta2"]), "unknown hyperparameter 'beta2'"),
         (dict(bounds={"lr": (0, 1)}), "unknown hyperparameter 'lr'"),
         (dict(mode="best"), "mode"),
+        (dict(mode=None), "no default direction"),
         (dict(metric="accuracy"), "metric"),
         (dict(population=3), "population"),
     ],
 )
 def test_bad_arguments(kwargs, match):
     args = dict(configs=[{"learning_rate": lr} for lr in LRS[:2]], rounds=1, ready_every=1)
-    args.update(metric="loss")
+    args.update(metric="loss", mode="min")
     args.update(kwargs)
     configs = args.pop("configs")
     with pytest.raises(ValueError, match=match):

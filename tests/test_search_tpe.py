@@ -34,10 +34,10 @@ def test_tpe_beats_random_and_finds_the_optimum():
     tpe_best, random_best = [], []
     for seed in range(3):
         out = tpe(quadratic, DISTS, n_trials=48, batch_size=8, metric="score", seed=seed,
-                  progress=False)  # fmt: skip
+                  progress=False, mode="max")  # fmt: skip
         sampler = optuna.samplers.RandomSampler(seed=seed)
         ran = tpe(quadratic, DISTS, n_trials=48, batch_size=8, metric="score", sampler=sampler,
-                  progress=False)  # fmt: skip
+                  progress=False, mode="max")  # fmt: skip
         tpe_best.append(out.best_value)
         random_best.append(ran.best_value)
         assert len(out.result) == 48 and out.result.metrics["score"].shape == (48, 1)
@@ -61,7 +61,9 @@ def test_one_trace_per_static_group_across_batches():
         "width": jopt.sweep.Choice([1, 2, 4]),  # numeric choice: dynamic
         "k": jopt.sweep.IntUniform(0, 2),  # dynamic, a float32 in the trial
     }
-    out = tpe(trial, dists, n_trials=30, batch_size=8, metric="score", seeds=2, progress=False)
+    out = tpe(
+        trial, dists, n_trials=30, batch_size=8, metric="score", seeds=2, progress=False, mode="max"
+    )
     assert sorted(traces) == ["relu", "tanh"]  # one trace per static group, for 4 batches
     assert len(out.result) == 30 and len(out.result.info["batches"]) == 4  # 8 + 8 + 8 + 6
     assert out.result.static_names == ["act"]
@@ -69,7 +71,9 @@ def test_one_trace_per_static_group_across_batches():
     assert isinstance(out.best["k"], int) and out.best["width"] in (1, 2, 4)
     assert out.result.metrics["score"].shape == (30, 2)
     programs = len(engine.PROGRAMS)
-    again = tpe(trial, dists, n_trials=8, batch_size=8, metric="score", seeds=2, progress=False)
+    again = tpe(
+        trial, dists, n_trials=8, batch_size=8, metric="score", seeds=2, progress=False, mode="max"
+    )
     # a new search traces its groups again (to see what the trial computes now) and reuses
     # the compiled programs
     assert len(again.result) == 8 and len(engine.PROGRAMS) == programs
@@ -90,7 +94,7 @@ def test_one_trace_per_static_group_across_batches():
 def test_other_samplers(sampler):
     try:
         out = tpe(quadratic, DISTS, n_trials=16, batch_size=8, metric="score", progress=False,
-                  sampler=sampler())  # fmt: skip
+                  sampler=sampler(), mode="max")  # fmt: skip
     except (ImportError, ModuleNotFoundError) as error:
         pytest.skip(f"sampler needs an extra package: {error}")
     assert len(out.result) == 16 and out.best_value > -3.0
@@ -112,7 +116,7 @@ def test_minimize_and_diverged_trials_fail():
 
 
 def test_bad_arguments():
-    kwargs = {"n_trials": 4, "metric": "score", "progress": False}
+    kwargs = {"n_trials": 4, "metric": "score", "mode": "max", "progress": False}
     with pytest.raises(ValueError, match="n_trials"):
         tpe(quadratic, DISTS, **{**kwargs, "n_trials": 0})
     with pytest.raises(ValueError, match="batch_size"):
@@ -160,7 +164,7 @@ WORKER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)  # mid-batch: trials are left RUNNING
 
     out = tpe(quadratic, DISTS, n_trials=int(n_trials), batch_size=4, metric="score",
-              storage=storage, study_name=name, callbacks=[callback],
+              mode="max", storage=storage, study_name=name, callbacks=[callback],
               progress=False)
     print(json.dumps({{"evaluated": len(out.result)}}))
     """
@@ -199,7 +203,7 @@ def test_sqlite_resume_after_sigkill(tmp_path):
     ]
 
     out = tpe(quadratic, DISTS, n_trials=16, batch_size=4, metric="score", storage=storage,
-              study_name=name, progress=False)  # fmt: skip
+              study_name=name, progress=False, mode="max")  # fmt: skip
     assert len(out.result) == 16 - 9  # the completed trials count toward n_trials
     assert out.result.info["stale_trials_requeued"] == 3
     assert out.result.configs[:3] == stale  # the dead process's batch is evaluated first
@@ -208,7 +212,7 @@ def test_sqlite_resume_after_sigkill(tmp_path):
     assert len(out.history) == 16 and out.best_value == out.study.best_value
     # a finished study: rerunning evaluates nothing
     again = tpe(quadratic, DISTS, n_trials=16, batch_size=4, metric="score", storage=storage,
-                study_name=name, progress=False)  # fmt: skip
+                study_name=name, progress=False, mode="max")  # fmt: skip
     assert len(again.result) == 0 and again.best == out.best
 
 
@@ -221,7 +225,7 @@ def test_two_processes_share_one_study(tmp_path):
         time.sleep(0.1)
     pause = lambda study, frozen: time.sleep(0.05)
     out = tpe(quadratic, DISTS, n_trials=24, batch_size=4, metric="score", storage=storage,
-              study_name=name, callbacks=[pause], progress=False)  # fmt: skip
+              study_name=name, callbacks=[pause], progress=False, mode="max")  # fmt: skip
     stdout, err = process.communicate(timeout=120)
     assert process.returncode == 0, err[-2000:]
     theirs = json.loads(stdout.strip().splitlines()[-1])["evaluated"]
@@ -264,7 +268,7 @@ def test_orphan_of_a_crash_inside_ask_is_reclaimed(tmp_path, monkeypatch):
     orphan = study.ask(OPTUNA_DISTS)
     time.sleep(0.6)
     out = tpe(quadratic, DISTS, n_trials=12, batch_size=4, metric="score", storage=storage,
-              study_name=name, progress=False)  # fmt: skip
+              study_name=name, progress=False, mode="max")  # fmt: skip
     assert _finished(out.study) == (12, 0)
     assert out.result.info["stale_trials_requeued"] == 1
     assert out.result.configs[0] == orphan.params  # its parameters are evaluated first
@@ -278,7 +282,7 @@ def test_young_orphan_is_waited_for_then_reclaimed(tmp_path, monkeypatch):
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     study.ask(OPTUNA_DISTS)  # maybe another process in its ask: not reclaimed before the grace
     out = tpe(quadratic, DISTS, n_trials=8, batch_size=4, metric="score", storage=storage,
-              study_name=name, progress=False)  # fmt: skip
+              study_name=name, progress=False, mode="max")  # fmt: skip
     assert _finished(out.study) == (8, 0) and out.result.info["stale_trials_requeued"] == 1
 
 
@@ -305,7 +309,7 @@ def test_dead_peers_trials_are_reclaimed_during_the_run(tmp_path, kind):
                 held[-1].set_user_attr(TPE.WORKER_ATTR, dead)
 
     out = tpe(quadratic, DISTS, n_trials=16, batch_size=4, metric="score", storage=storage,
-              study_name=name, callbacks=[peer_dies], progress=False)  # fmt: skip
+              study_name=name, callbacks=[peer_dies], progress=False, mode="max")  # fmt: skip
     assert len(held) == 2
     assert _finished(out.study) == (16, 0)
     assert out.result.info["stale_trials_requeued"] == 2
@@ -323,7 +327,7 @@ def test_waits_for_a_live_peer_and_reclaims_its_trials_when_it_dies(tmp_path, mo
     held.set_user_attr(TPE.WORKER_ATTR, f"{socket.gethostname()}:{peer.pid}")
     # the peer is not reaped while tpe runs: a zombie is dead too
     out = tpe(quadratic, DISTS, n_trials=8, batch_size=4, metric="score", storage=storage,
-              study_name=name, progress=False)  # fmt: skip
+              study_name=name, progress=False, mode="max")  # fmt: skip
     assert peer.poll() == 0  # it waited for the peer to end
     assert _finished(out.study) == (8, 0) and out.result.info["stale_trials_requeued"] == 1
     assert held.params in out.result.configs
@@ -334,7 +338,13 @@ def test_journal_storage_resumes(tmp_path):
 
     path = str(tmp_path / "journal.log")
     storage = lambda: optuna.storages.JournalStorage(JournalFileBackend(path))
-    kwargs = {"batch_size": 4, "metric": "score", "study_name": "journal", "progress": False}
+    kwargs = {
+        "batch_size": 4,
+        "metric": "score",
+        "mode": "max",
+        "study_name": "journal",
+        "progress": False,
+    }
     first = tpe(quadratic, DISTS, n_trials=8, storage=storage(), **kwargs)
     assert len(first.result) == 8
     # a new storage object on the same file, as a rerun has: the study resumes

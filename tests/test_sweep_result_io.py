@@ -67,7 +67,7 @@ def test_round_trip_keeps_everything(tmp_path):
     assert loaded.metrics["steps"].dtype == np.int32
     assert np.isnan(loaded.metrics["curve"][1, 0, 3])
     assert loaded.diverged.tolist() == [[False, False], [True, False], [False, False]]
-    assert loaded.best("acc") == result.best("acc")
+    assert loaded.best("acc", mode="max") == result.best("acc", mode="max")
     # Plain formats: readable without jopt.
     meta = json.loads((tmp_path / "sub" / "dir" / "r.json").read_text())
     assert meta["metrics"] == ["acc", "curve", "steps"] and meta["seeds"] == [3, 7]

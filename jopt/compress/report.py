@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from jopt.compress.prune import Mask, _target_mask
-from jopt.compress.quantize import QuantizedArray, quantize_params
+from jopt.compress.quantize import QuantizedArray, QuantizedParams, quantize_params
 
 __all__ = ["size_report"]
 
@@ -41,6 +41,28 @@ def _relative_entries(flat: np.ndarray, index_bits: int) -> int:
     gaps = np.diff(np.concatenate([[-1], positions]))  # distance to the previous stored entry
     span = 2**index_bits
     return int(positions.size + np.sum((gaps - 1) // span))
+
+
+def _from_quantized(
+    quantized: QuantizedParams, bits: int | None, clusters: int | None
+) -> tuple[Any, int, bool, Any]:
+    """The float params, bit width, per-channel flag and mask that ``quantized`` was made with."""
+    is_code = lambda x: isinstance(x, QuantizedArray)
+    codes = [leaf for leaf in jax.tree.leaves(quantized.tree, is_leaf=is_code) if is_code(leaf)]
+    widths = sorted({leaf.bits for leaf in codes})
+    if len(widths) != 1:
+        raise ValueError(
+            f"size_report: the QuantizedParams hold leaves of {widths or 'no'} bit widths; "
+            "pass one quantized with a single bit width."
+        )
+    if clusters is not None or (bits is not None and bits != widths[0]):
+        raise ValueError(
+            f"size_report: params are QuantizedParams of {widths[0]} bits; pass no bits= or "
+            f"clusters= (got bits={bits!r}, clusters={clusters!r})."
+        )
+    per_channel = any(leaf.scale.ndim > 0 for leaf in codes)
+    mask = jax.tree.map(is_code, quantized.tree, is_leaf=is_code)
+    return quantized.dequantize(), widths[0], per_channel, mask
 
 
 def size_report(
@@ -57,7 +79,9 @@ def size_report(
     r"""Bytes of ``params`` stored dense in float32 vs compressed, and their ratio.
 
     Args:
-      params: a concrete pytree of arrays (after pruning, quantization or sharing).
+      params: a concrete pytree of arrays (after pruning, quantization or sharing), or the
+        ``QuantizedParams`` of ``quantize_params`` (counted at their own bit width: the
+        bytes they really store).
       bits: count the compressed leaves as ``quantize_params(..., bits)`` (an int in [2, 8]).
       clusters: count them as shared weights with a ``clusters``-entry codebook (int >= 2).
         The values are taken as given: pass params that already have <= ``clusters`` values.
@@ -84,7 +108,13 @@ def size_report(
       (40400, 6061, 6.67)
       >>> round(size_report(params)["ratio"], 2), round(size_report(params, bits=4)["ratio"], 2)
       (1.0, 6.97)
+      >>> from jopt.compress import quantize_params
+      >>> stored = quantize_params(params, 8)
+      >>> size_report(stored)["bytes_after"] == stored.nbytes
+      True
     """
+    if isinstance(params, QuantizedParams):
+        params, bits, per_channel, mask = _from_quantized(params, bits, clusters)
     if bits is not None and clusters is not None:
         raise ValueError("size_report: pass bits or clusters, not both.")
     if index not in ("relative", "bitmask"):

@@ -25,7 +25,7 @@ import numpy as np
 
 from jopt.search.resumable import Resumable
 from jopt.sweep.engine import Population
-from jopt.sweep.result import SweepResult
+from jopt.sweep.result import SweepResult, check_mode
 from jopt.sweep.spaces import Space
 
 __all__ = ["SearchResult", "hyperband", "successive_halving"]
@@ -68,13 +68,12 @@ def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return configs
 
 
-def _check_common(eta: int, min_steps: int, mode: str) -> None:
+def _check_common(eta: int, min_steps: int, mode: str | None, metric: str) -> None:
     if not (isinstance(eta, (int, np.integer)) and eta >= 2):
         raise ValueError(f"eta must be an int >= 2, got {eta!r}.")
     if not (isinstance(min_steps, (int, np.integer)) and min_steps >= 1):
         raise ValueError(f"min_steps must be an int >= 1, got {min_steps!r}.")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    check_mode(mode, metric)
 
 
 def _rank(values: np.ndarray, mode: str) -> np.ndarray:
@@ -92,7 +91,7 @@ def successive_halving(
     metric: str,
     eta: int = 3,
     max_steps: int | None = None,
-    mode: str = "max",
+    mode: str | None = None,
     seed: int = 0,
     width: int | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -147,7 +146,7 @@ def successive_halving(
       Jamieson & Talwalkar, `Non-stochastic Best Arm Identification and Hyperparameter
       Optimization <https://arxiv.org/abs/1502.07943>`_, 2016.
     """
-    _check_common(eta, min_steps, mode)
+    _check_common(eta, min_steps, mode, metric)
     configs = _configs(space)
     n = len(configs)
     rungs = 1 + max(0, math.floor(math.log(n, eta) + 1e-9))  # until one survivor
@@ -238,7 +237,7 @@ def hyperband(
     metric: str,
     min_steps: int = 1,
     eta: int = 3,
-    mode: str = "max",
+    mode: str | None = None,
     seed: int = 0,
     width: int | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -286,7 +285,7 @@ def hyperband(
       Li et al., `Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization
       <https://arxiv.org/abs/1603.06560>`_, JMLR 2018.
     """
-    _check_common(eta, min_steps, mode)
+    _check_common(eta, min_steps, mode, metric)
     if not (isinstance(max_steps, (int, np.integer)) and max_steps >= min_steps):
         raise ValueError(f"max_steps must be an int >= min_steps ({min_steps}), got {max_steps!r}.")
     s_max = math.floor(math.log(max_steps / min_steps, eta) + 1e-9)

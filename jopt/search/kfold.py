@@ -71,7 +71,7 @@ def cross_validate(
       ``metrics[m]`` of shape ``(n_configs, n_seeds, k, *metric_shape)``, and for each
       summarized metric ``metrics[m + "_mean"]`` and ``metrics[m + "_std"]`` (over folds,
       ``ddof=0``) of shape ``(n_configs, n_seeds, *metric_shape)``. Rank configurations
-      with ``result.best(m + "_mean")``. ``result.info["k"]`` is ``k``.
+      with ``result.best(m + "_mean", mode=...)``. ``result.info["k"]`` is ``k``.
 
     Raises:
       ValueError: ``k`` out of range (from ``jopt.data.kfold``) or an unknown name in

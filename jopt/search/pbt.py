@@ -31,7 +31,7 @@ from jopt.hyperparams import hparams as _hparams
 from jopt.hyperparams import scale_hparams
 from jopt.search.resumable import Resumable
 from jopt.sweep import engine
-from jopt.sweep.result import SweepResult
+from jopt.sweep.result import SweepResult, check_mode
 
 __all__ = ["PBTResult", "pbt", "plot_lineage"]
 
@@ -121,7 +121,7 @@ def pbt(
     rounds: int,
     ready_every: int,
     metric: str,
-    mode: str = "max",
+    mode: str | None = None,
     population: int | None = None,
     fraction: float = 0.2,
     perturb: Sequence[float] = (0.8, 1.2),
@@ -226,8 +226,7 @@ def pbt(
     """
     rounds = _check_int("rounds", rounds)
     ready_every = _check_int("ready_every", ready_every)
-    if mode not in ("max", "min"):
-        raise ValueError(f"pbt: mode must be 'max' or 'min', got {mode!r}.")
+    check_mode(mode, metric)
     if isinstance(fraction, bool) or not (
         isinstance(fraction, (int, float)) and 0 < fraction <= 0.5
     ):

@@ -28,7 +28,7 @@ import numpy as np
 
 from jopt.sweep import engine
 from jopt.sweep import runner as _runner
-from jopt.sweep.result import SweepResult
+from jopt.sweep.result import SweepResult, check_mode
 from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Static, Uniform
 
 __all__ = ["TPEResult", "tpe"]
@@ -321,7 +321,7 @@ def tpe(
     n_trials: int,
     batch_size: int = 16,
     metric: str,
-    mode: str = "max",
+    mode: str | None = None,
     seeds: int | Sequence[int] = 1,
     sampler: Any = None,
     storage: Any = None,
@@ -432,7 +432,7 @@ def tpe(
       >>> def trial(hp, key):  # best at learning_rate = 1e-2
       ...     return {"score": -(jnp.log10(hp["learning_rate"]) + 2.0) ** 2}
       >>> out = tpe(trial, {"learning_rate": jopt.sweep.LogUniform(1e-5, 1.0)},
-      ...           n_trials=32, batch_size=8, metric="score", progress=False)
+      ...           n_trials=32, batch_size=8, metric="score", mode="max", progress=False)
       >>> len(out.result), out.result.metrics["score"].shape, out.history.shape
       (32, (32, 1), (32,))
       >>> bool(out.best_value > -0.05), bool(abs(out.best["learning_rate"] / 1e-2 - 1) < 0.7)
@@ -449,8 +449,7 @@ def tpe(
     optuna = _optuna()
     n_trials = _check_int("n_trials", n_trials)
     batch_size = _check_int("batch_size", batch_size)
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+    check_mode(mode, metric)
     if not callable(trial):
         raise TypeError(f"trial must be a function (hparams, key) -> dict, got {trial!r}.")
     if not isinstance(distributions, Mapping) or not distributions:

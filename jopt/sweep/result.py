@@ -19,7 +19,21 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["SweepResult"]
+__all__ = ["SweepResult", "check_mode"]
+
+
+def check_mode(mode: Any, metric: Any) -> str:
+    """``mode`` if it is ``"max"`` or ``"min"``; a ValueError naming ``metric`` otherwise.
+
+    Every ranking in jopt takes the direction explicitly (like optuna's ``direction``): a
+    default of ``"max"`` would silently pick the worst configuration by a loss.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(
+            f"mode must be 'max' (e.g. an accuracy) or 'min' (e.g. a loss) for metric "
+            f"{metric!r}, got {mode!r}: there is no default direction."
+        )
+    return mode
 
 
 class SweepResult:
@@ -37,7 +51,7 @@ class SweepResult:
       >>> import numpy as np, jopt
       >>> r = jopt.sweep.SweepResult([{"lr": 0.1}, {"lr": 1.0}],
       ...                            {"acc": np.array([[0.5, 0.7], [0.9, np.nan]])}, seeds=[0, 1])
-      >>> r.diverged.tolist(), r.best("acc")
+      >>> r.diverged.tolist(), r.best("acc", mode="max")
       ([[False, False], [False, True]], {'lr': 0.1})
     """
 
@@ -104,13 +118,20 @@ class SweepResult:
         """Seed standard deviation per config (ddof=0); diverged runs count as NaN."""
         return self._masked(metric, np.nanstd)
 
-    def best_index(self, metric: str, mode: str = "max") -> int:
+    def best_index(self, metric: str, mode: str | None = None) -> int:
         """Index of the config with the best seed mean; configs with a diverged seed excluded.
 
         A metric with extra axes (a learning curve) is ranked by its last entry.
+
+        Args:
+          metric: a metric name.
+          mode: ``"max"`` (an accuracy) or ``"min"`` (a loss). Required: like optuna's
+            ``direction``, there is no default, so a loss is never ranked as a score.
+
+        Raises:
+          ValueError: no or an unknown ``mode``, an unknown metric, or every config diverged.
         """
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+        check_mode(mode, metric)
         value = self._scalar(metric)
         score = value.mean(axis=1)
         score[self.diverged.any(axis=1) | ~np.isfinite(score)] = np.nan
@@ -118,8 +139,11 @@ class SweepResult:
             raise ValueError("every configuration diverged: there is no best one.")
         return int(np.nanargmax(score) if mode == "max" else np.nanargmin(score))
 
-    def best(self, metric: str, mode: str = "max") -> dict[str, Any]:
-        """The config with the best seed-mean ``metric`` (diverged configs excluded)."""
+    def best(self, metric: str, mode: str | None = None) -> dict[str, Any]:
+        """The config with the best seed-mean ``metric`` (diverged configs excluded).
+
+        ``mode`` (``"max"`` or ``"min"``) is required, as for ``best_index``.
+        """
         return dict(self.configs[self.best_index(metric, mode)])
 
     def to_dataframe(self):
