@@ -260,3 +260,22 @@ def test_static_groups_with_different_metrics_fail_before_any_compute():
     space = sweep.grid(kind=sweep.static(["one", "two"]), x=[1.0, 2.0])
     with pytest.raises(ValueError, match="same metrics"):
         sweep.run(trial, space, progress=False)
+
+
+def test_the_seeds_one_after_another_fallback_gives_the_same_runs(monkeypatch):
+    """When JAX cannot batch a trial over seeds and configurations at once, the engine maps
+    over seeds instead: the same numbers."""
+    trial = make_trial(MODELS["cnn_1d"])
+    space = sweep.grid(learning_rate=LRS[:2])
+    both = sweep.run(trial, space, seeds=2, progress=False)
+    batched = engine._batched
+
+    def seeds_outside_fails(traced, seeds_outside=True):
+        if seeds_outside:
+            raise NotImplementedError  # what JAX's batching rule raises
+        return batched(traced, seeds_outside)
+
+    monkeypatch.setattr(engine, "_batched", seeds_outside_fails)
+    engine.PROGRAMS.clear()
+    mapped = sweep.run(trial, space, seeds=2, progress=False)
+    np.testing.assert_allclose(mapped.metrics["loss"], both.metrics["loss"], **TOLERANCE)

@@ -10,9 +10,9 @@ Every batched strategy in jopt (``jopt.sweep.run``, successive halving, Hyperban
 * ``fingerprint(fn, *args)``: what a function computes, as a hash of its traced program (the
   jaxpr text with the values of its constants), never of its bytecode or its address. It sees
   changed constants, closures, globals read at trace time and nested functions;
-* ``cached_compile(fn, args, key=...)``: ``jax.jit(fn).lower(*args).compile()`` through ONE bounded
-  cache keyed by that content (plus shapes and devices), so a strategy's next batch neither
-  traces nor compiles its program again, and a new function with the same content shares it;
+* ``cached_compile(fn, args, key=...)``: ``jax.jit(fn).lower(*args).compile()`` through ONE
+  bounded cache keyed by that content (plus shapes and devices), so a strategy's next batch
+  does not compile its program again, and a new function with the same content shares it;
 * ``run_trials``: ``metrics[c, s] = trial(hp[c], keys[s])`` for a padded batch of
   configurations and every seed, vmapped and sharded over configurations;
 * ``Population``: the carries of a ``Resumable`` trial (``init``/``advance``) for many
@@ -455,8 +455,9 @@ def _batched(traced: TracedTrial, seeds_outside: bool = True) -> Callable:
     if seeds_outside:
         over_seeds = jax.vmap(over_configs, in_axes=(None, 0))
         return lambda hp, keys: jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), over_seeds(hp, keys))
-    # Fallback for a trial whose convolutions cannot be batched twice (e.g. a grouped
-    # convolution on an input shared by all configurations): seeds one after another.
+    # Fallback for a trial whose convolutions JAX cannot batch over both axes at once (an
+    # input batched by configuration but not by seed, with a kernel batched by both): seeds
+    # one after another, so only the configuration axis is vmapped.
     return lambda hp, keys: jax.tree.map(
         lambda x: jnp.swapaxes(x, 0, 1), jax.lax.map(lambda k: over_configs(hp, k), keys)
     )
