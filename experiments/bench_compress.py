@@ -61,24 +61,26 @@ def make_train(steps, batch_size=100):
 
 def variants(steps):
     adam = lambda: jopt.adam(1e-3)
+    gradual = lambda: compress.gradual(0.9, 0, steps, max(steps // 10, 1))  # every N/10 steps
     out = {
         "adam (baseline)": adam,
+        # regrow="dpf": latent weights, mask re-selected every 16 steps; the rows without it
+        # are the default, classic pruning (no latent)
+        "adam + prune(0.8, dpf)": lambda: optax.chain(adam(), compress.prune(0.8, regrow="dpf")),
+        "adam + prune(0.8, layer, dpf)": lambda: optax.chain(
+            adam(), compress.prune(0.8, scope="layer", regrow="dpf")
+        ),
+        "adam + prune(gradual N/10, dpf)": lambda: optax.chain(
+            adam(), compress.prune(gradual(), regrow="dpf")
+        ),
+        "adam + prune(0.8, dpf, every=1)": lambda: optax.chain(
+            adam(), compress.prune(0.8, regrow="dpf", regrow_every=1)
+        ),
         "adam + prune(0.8)": lambda: optax.chain(adam(), compress.prune(0.8)),
-        "adam + prune(0.8, layer)": lambda: optax.chain(adam(), compress.prune(0.8, "layer")),
-        "adam + prune(gradual, every=N/10)": lambda: optax.chain(
-            adam(), compress.prune(compress.gradual(0.9, 0, steps, max(steps // 10, 1)))
+        "adam + prune(gradual N/10)": lambda: optax.chain(adam(), compress.prune(gradual())),
+        "adam + prune(2:4, dpf)": lambda: optax.chain(
+            adam(), compress.prune(None, structure="2:4", regrow="dpf")
         ),
-        "adam + prune(0.8, regrow_every=1)": lambda: optax.chain(
-            adam(), compress.prune(0.8, regrow_every=1)
-        ),
-        "adam + prune(0.8, no regrowth)": lambda: optax.chain(
-            adam(), compress.prune(0.8, regrow_every=None)
-        ),
-        "adam + prune(gradual, no regrowth)": lambda: optax.chain(
-            adam(),
-            compress.prune(compress.gradual(0.9, 0, steps, max(steps // 10, 1)), regrow_every=None),
-        ),
-        "adam + prune(2:4)": lambda: optax.chain(adam(), compress.prune(None, structure="2:4")),
         "adam + quantize(8)": lambda: optax.chain(adam(), compress.quantize(8)),
         "adam + quantize(4, per_tensor)": lambda: optax.chain(
             adam(), compress.quantize(4, per_channel=False)

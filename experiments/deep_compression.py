@@ -147,7 +147,7 @@ def prune_run(params, keep, key):
             gradual(1.0 - keep[i], 0, end, every),
             scope="layer",
             mask=only(layer),
-            regrow_every=None,  # Han et al.: a pruned connection stays pruned
+            regrow=None,  # the default, Han et al.'s: a pruned connection stays pruned
             name=layer,
         )
         for i, layer in enumerate(LAYERS)

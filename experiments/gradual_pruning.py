@@ -4,7 +4,7 @@ Run: python -m experiments.gradual_pruning [--quick]
 
 The MNIST-1D MLP of the paper (40-100-100-10, 15,000 kernel weights) trained with Adam, batch
 100, 3000 steps, with ``optax.chain(jopt.adam(lr), jopt.compress.prune(schedule,
-scope="layer", regrow_every=None))``: per-layer magnitude masks as in the paper (no
+scope="layer", regrow=None))``: per-layer magnitude masks as in the paper (the default: no
 regrowth), and Zhu & Gupta's cubic schedule ``jopt.compress.gradual``: no pruning for the
 first 20% of the steps (t0 = 600), the sparsity rises to s_f over the next 50% (mask updates
 every 100 steps, until step 2100), then 30% of fine-tuning at s_f. Compared at equal nonzeros with
@@ -123,8 +123,8 @@ def trial(hp, key):
     every = jnp.where(arm == 0, EVERY, 1)
     schedule = jopt.compress.gradual(hp["sparsity"], begin, end, every)
     # per-layer thresholds, as in the paper (each pruned layer is sorted and masked to s_t)
-    # regrow_every=None: Zhu & Gupta's masks, a pruned weight never comes back
-    pruner = jopt.compress.prune(schedule, scope="layer", regrow_every=None)
+    # regrow=None (the default): Zhu & Gupta's masks, a pruned weight never comes back
+    pruner = jopt.compress.prune(schedule, scope="layer", regrow=None)
     tx = optax.chain(jopt.adam(hp["learning_rate"]), pruner)
     state, history = jopt.train.fit(
         model,
@@ -314,7 +314,7 @@ record = {
         "model": f"jopt.models.MLP(hidden=({HIDDEN}, {HIDDEN})), pytorch init, "
         f"{n_kernel} kernel weights + {n_bias} biases",
         "optimizer": "optax.chain(jopt.adam(lr), jopt.compress.prune(schedule, "
-        "scope='layer', regrow_every=None)): per-layer magnitude pruning of the kernels "
+        "scope='layer', regrow=None)): per-layer magnitude pruning of the kernels "
         "(biases dense)",
         "schedule": {"begin_step": BEGIN, "end_step": END, "every": EVERY},
         "steps": STEPS,
@@ -349,6 +349,7 @@ else:
         where={"arm": 0.0},
         ax=left,
         title="gradual pruning: test accuracy (seed mean)",
+        mode="max",
     )
     left.set_ylabel("final sparsity s_f")
     # ACCURACY VS NONZEROS: the arms and small-dense, error bars over seeds

@@ -1,4 +1,5 @@
-"""jopt.compress.prune: exact sparsity (also traced and scheduled), frozen zeros, N:M, gradual."""
+"""jopt.compress.prune: exact sparsity (also traced and scheduled), frozen zeros, N:M, gradual,
+regrowth (regrow="dpf") and its equality with the values of the earlier API."""
 
 import math
 
@@ -109,14 +110,18 @@ def test_traced_sparsity_under_vmap_each_member_exact():
         assert sum(n_zeros(k[i]) for k in kernels(batched)) == expected_k(s, N_TOTAL)
 
 
-@pytest.mark.parametrize("scope", ["global", "layer"])
-def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope):
+@pytest.mark.parametrize("scope, regrow", [("global", None), ("layer", None), ("global", "dpf")])
+def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope, regrow):
     """Members whose masks change at different steps (traced begin steps), batched twice
     (as sweep.run does: configurations x seeds), give each member's own run exactly."""
     params = make_params()
 
     def run(s, begin, seed):
-        tx = optax.chain(jopt.sgd(0.1), prune(gradual(s, begin, begin + 6, 2), scope=scope))
+        every = 4 if regrow else None
+        pruner = prune(
+            gradual(s, begin, begin + 6, 2), scope=scope, regrow=regrow, regrow_every=every
+        )
+        tx = optax.chain(jopt.sgd(0.1), pruner)
 
         def step(carry, t):
             p, state = carry
@@ -147,7 +152,7 @@ def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope):
 
 def test_scheduled_sparsity_exact_every_step_and_monotone_masks():
     schedule = gradual(0.9, begin_step=2, end_step=22, every=4)
-    tx = optax.chain(jopt.sgd(0.1), prune(schedule, regrow_every=None))
+    tx = optax.chain(jopt.sgd(0.1), prune(schedule))  # the default: regrow=None
     params = make_params()
     state = tx.init(params)
     step = jax.jit(tx.update)
@@ -164,7 +169,7 @@ def test_scheduled_sparsity_exact_every_step_and_monotone_masks():
 
 
 def test_zeros_stay_exactly_zero_and_biases_untouched():
-    tx = optax.chain(jopt.sgd(0.1), prune(0.8, regrow_every=None))
+    tx = optax.chain(jopt.sgd(0.1), prune(0.8))
     sgd = jopt.sgd(0.1)
     params = make_params()
     state, sgd_state = tx.init(params), sgd.init(params)
@@ -325,7 +330,7 @@ def test_bad_arguments():
         prune(1.5, begin_step=10)  # checked before it becomes a schedule
 
 
-# --- regrow_every: dense latent weights, the mask re-selected from them (DPF) ----------------
+# --- regrow="dpf": dense latent weights, the mask re-selected from them -----------------------
 
 
 def _regrow_run(tx, params, n_steps, key=300):
@@ -341,7 +346,7 @@ def _regrow_run(tx, params, n_steps, key=300):
 @pytest.mark.parametrize("scope", ["global", "layer"])
 def test_regrow_params_are_mask_times_latent_with_exact_zeros_every_step(scope):
     s = 0.7
-    tx = prune(s, scope=scope, regrow_every=3)
+    tx = prune(s, scope=scope, regrow="dpf", regrow_every=3)
     previous = None
     for t, (params, state) in enumerate(_regrow_run(tx, make_params(), 8)):
         inner = state.inner
@@ -366,13 +371,13 @@ def test_regrow_brings_back_a_pruned_weight_whose_updates_outgrow_the_kept_ones(
     params = {"kernel": jnp.array([[4.0, 3.0], [2.0, 1.0]])}
     zero = {"kernel": jnp.zeros((2, 2))}
     push = {"kernel": jnp.array([[0.0, 0.0], [0.0, 1.0]])}  # pushes the pruned (1, 1) weight
-    for regrow_every, comes_back in [(2, True), (None, False)]:
-        tx = prune(0.5, regrow_every=regrow_every)
+    for regrow, comes_back in [("dpf", True), (None, False)]:
+        tx = prune(0.5, regrow=regrow, regrow_every=2 if regrow else None)
         state, p = tx.init(params), params
         u, state = tx.update(zero, state, p)  # step 0 prunes the two smallest, 2 and 1
         p = optax.apply_updates(p, u)
         np.testing.assert_array_equal(p["kernel"], [[4.0, 3.0], [0.0, 0.0]])
-        if regrow_every:  # pruned weights restart from 0 in the latent
+        if regrow:  # pruned weights restart from 0 in the latent
             np.testing.assert_array_equal(state.inner.latent["kernel"], [[4.0, 3.0], [0.0, 0.0]])
         for _ in range(3):  # steps 1-3: latent (1, 1) = 3 at step 3; re-selected at step 2
             u, state = tx.update(push, state, p)
@@ -393,7 +398,7 @@ def test_regrow_vmapped_over_sparsity_equals_separate_runs():
     updates = [random_like(params, 400 + t) for t in range(5)]
 
     def run(s):
-        tx = optax.chain(jopt.sgd(0.1), prune(s, regrow_every=2))
+        tx = optax.chain(jopt.sgd(0.1), prune(s, regrow="dpf", regrow_every=2))
         state, p = tx.init(params), params
         for u in updates:
             u, state = tx.update(u, state, p)
@@ -412,11 +417,12 @@ def test_regrow_vmapped_over_sparsity_equals_separate_runs():
 
 def test_regrow_n_m_and_begin_step():
     params = make_params()
-    for params_t, _ in _regrow_run(prune(None, structure="2:4", regrow_every=2), params, 4):
+    tx = prune(None, structure="2:4", regrow="dpf", regrow_every=2)
+    for params_t, _ in _regrow_run(tx, params, 4):
         kernel = np.asarray(params_t["dense_1"]["kernel"])
         groups = np.moveaxis(kernel, -2, -1).reshape(100, 25, 4)
         assert np.all(np.sum(groups != 0, axis=-1) <= 2)
-    tx = prune(0.6, begin_step=2, regrow_every=4)
+    tx = prune(0.6, begin_step=2, regrow="dpf", regrow_every=4)
     for t, (params_t, _) in enumerate(_regrow_run(tx, params, 4)):
         zeros = sum(n_zeros(k) for k in kernels(params_t))
         assert zeros == (0 if t < 2 else expected_k(0.6, N_TOTAL)), t
@@ -426,6 +432,162 @@ def test_regrow_n_m_and_begin_step():
 def test_bad_regrow_every(bad):
     with pytest.raises(ValueError, match="regrow_every"):
         prune(0.5, regrow_every=bad)
+
+
+@pytest.mark.parametrize("bad", ["DPF", "rigl", "none", "", True, 16, ("dpf",)])
+def test_bad_regrow_names_the_argument_the_value_and_the_choices(bad):
+    with pytest.raises(ValueError, match=r"regrow must be one of None, 'dpf', got ") as info:
+        prune(0.5, regrow=bad)
+    assert repr(bad) in str(info.value)
+    # regrowth was once the default: regrow_every alone must not silently mean no regrowth
+    with pytest.raises(ValueError, match=r"regrow_every=4 applies only with regrow='dpf'"):
+        prune(0.5, regrow_every=4)
+    dpf = prune(0.5, regrow="dpf", regrow_every=None).init(make_params())  # None: every 16
+    assert any(np.shape(x) != () for x in jax.tree.leaves(dpf.inner.latent))  # kernels kept
+
+
+def test_state_keeps_a_latent_only_with_dpf():
+    params = make_params()
+    for kwargs in ({}, {"regrow": None}, {"regrow_every": None}):
+        latent = prune(0.5, **kwargs).init(params).inner.latent
+        assert all(np.shape(x) == () for x in jax.tree.leaves(latent)), kwargs
+    latent = prune(0.5, regrow="dpf").init(params).inner.latent
+    for name in SHAPES:
+        np.testing.assert_array_equal(latent[name]["kernel"], params[name]["kernel"])
+        assert np.shape(latent[name]["bias"]) == ()  # biases are not pruned: no copy
+
+
+# --- bit for bit: regrow=None is the classic pruning that regrow_every=None was, and
+# regrow="dpf" the regrowth that was the default (regrow_every=16) -------------------------------
+
+
+def _same_program(make, kwargs_list, params, updates):
+    """The update of ``make(**kwargs)`` traces to one jaxpr for every kwargs: same numbers."""
+    programs = set()
+    for kwargs in kwargs_list:
+        tx = make(**kwargs)
+        programs.add(str(jax.make_jaxpr(tx.update)(updates, tx.init(params), params)))
+    return len(programs) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"scope": "layer"}, {"structure": "2:4"}, {"criterion": "saliency", "begin_step": 2}],
+    ids=["global", "layer", "2:4", "saliency-begin"],
+)
+def test_regrow_none_is_the_default_and_equals_regrow_every_none_bit_for_bit(kwargs):
+    params, updates = make_params(), random_like(make_params(), 6)
+    s = None if "structure" in kwargs else 0.7
+    spellings = [
+        {},
+        {"regrow": None},
+        {"regrow_every": None},
+        {"regrow": None, "regrow_every": None},
+    ]
+    assert _same_program(lambda **kw: prune(s, **kwargs, **kw), spellings, params, updates)
+    dpf = [{"regrow": "dpf"}, {"regrow": "dpf", "regrow_every": 16}]
+    assert _same_program(lambda **kw: prune(s, **kwargs, **kw), dpf, params, updates)
+    runs = []
+    for spelling in spellings[:3]:
+        runs.append(list(_regrow_run(prune(s, **kwargs, **spelling), params, 5)))
+    for other in runs[1:]:
+        for (p0, s0), (p1, s1) in zip(runs[0], other):
+            jax.tree.map(np.testing.assert_array_equal, (p0, s0), (p1, s1))
+
+
+def _exact_tree(values):
+    """Two kernels (4x4 and 4x2) from 24 multiples of 1/16: sums and products of a few of these
+    are exact in float32, so the expected numbers below hold on any backend."""
+    values = jnp.asarray(values, jnp.float32) / 16
+    return {
+        "a": {"kernel": values[:16].reshape(4, 4), "bias": jnp.ones(4)},
+        "b": {"kernel": values[16:].reshape(4, 2)},
+    }
+
+
+def _exact_run(tx, steps=20):
+    i = np.arange(24)
+    params = _exact_tree((i * 37 + 11) % 61 - 30)
+    state, step = tx.init(params), jax.jit(tx.update)
+    for t in range(steps):
+        updates = _exact_tree((i * i * 5 + i * t * 7 + t * 3 + 1) % 33 - 16)
+        updates["a"]["bias"] = jnp.zeros(4)
+        updates, state = step(updates, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state.inner
+
+
+def _ints(text):
+    return [int(v) for v in text.split()]
+
+
+# name: (sparsity, spellings in this API, kernels after 20 steps in 1/16ths ("a" then "b",
+# flat), the latent kernels (None: no latent), the flat indices the masks prune). The numbers
+# are those of the API before ``regrow`` existed, where regrowth every 16 steps was the default
+# and ``regrow_every=None`` gave classic pruning: prune(s, **kw) there with kw = the spelling
+# given in the comment.
+EARLIER_API = {
+    "dpf-default": (  # prune(0.5)
+        0.5,
+        [{"regrow": "dpf"}, {"regrow": "dpf", "regrow_every": 16}],
+        "-46 -6 0 -51 0 0 23 0 0 -114 -40 0 -6 -18 0 0 0 0 0 42 106 23 21 0",
+        "-46 -6 25 -51 -3 4 23 -6 9 -114 -40 -23 -6 -18 37 -12 -27 -8 0 42 106 23 21 15",
+        "2 4 5 7 8 11 14 15 16 17 18 23",
+    ),
+    "dpf-layer-every-2": (  # prune(0.5, scope="layer", regrow_every=2)
+        0.5,
+        [{"regrow": "dpf", "scope": "layer", "regrow_every": 2}],
+        "-46 0 25 -51 0 0 23 0 0 -114 0 0 -6 -18 45 0 0 0 15 9 106 0 0 30",
+        "-46 15 25 -51 0 6 23 -7 9 -114 -12 -23 -6 -18 45 -21 -27 -8 15 9 106 -15 9 30",
+        "1 4 5 7 8 10 11 15 16 17 21 22",
+    ),
+    "dpf-saliency-gradual-every-3": (  # prune(gradual(...), criterion="saliency", regrow_every=3)
+        gradual(0.75, 2, 12, 2),
+        [{"regrow": "dpf", "criterion": "saliency", "regrow_every": 3}],
+        "0 0 33 0 0 0 0 0 0 -90 0 -33 0 0 0 -21 0 0 0 9 76 0 0 0",
+        "18 0 33 -15 18 7 -3 -3 22 -90 -9 -33 0 3 33 -21 -15 0 6 9 76 -3 9 22",
+        "0 1 3 4 5 6 7 8 10 12 13 14 16 17 18 21 22 23",
+    ),
+    "dpf-2:4-every-2": (  # prune(None, structure="2:4", regrow_every=2)
+        None,
+        [{"regrow": "dpf", "structure": "2:4", "regrow_every": 2}],
+        "-46 0 25 -51 0 0 0 0 0 -114 0 -23 -6 0 45 0 -45 -3 0 9 106 0 0 0",
+        "-46 0 25 -51 -12 6 -3 -7 6 -114 -15 -23 -6 -4 45 -12 -45 -3 15 9 106 -9 9 15",
+        "4 5 6 7 8 10 13 15 18 21 22 23",
+    ),
+    "none-gradual": (  # prune(gradual(...), regrow_every=None)
+        gradual(0.75, 2, 12, 2),
+        [{}, {"regrow": None}, {"regrow_every": None}],
+        "-46 0 0 -51 0 0 0 0 0 -111 0 0 0 -18 0 0 -16 0 0 0 0 0 0 17",
+        None,
+        "1 2 4 5 6 7 8 10 11 12 14 15 17 18 19 20 21 22",
+    ),
+    "none-layer-falling": (  # prune(falling, scope="layer", regrow_every=None)
+        lambda count: jnp.where(count < 10, 0.75, 0.25),
+        [
+            {"scope": "layer"},
+            {"scope": "layer", "regrow": None},
+            {"scope": "layer", "regrow_every": None},
+        ],
+        "-46 0 0 -51 0 0 -9 6 22 -60 -40 -23 -3 18 40 -28 0 0 -9 0 61 23 21 85",
+        None,
+        "1 2 4 5 16 17",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EARLIER_API))
+def test_values_equal_those_of_the_api_before_regrow_bit_for_bit(name):
+    sparsity_, spellings, kernels_, latent, pruned = EARLIER_API[name]
+    flat = lambda tree: np.concatenate([np.asarray(tree[n]["kernel"]).ravel() for n in "ab"])
+    for kwargs in spellings:
+        params, inner = _exact_run(prune(sparsity_, **kwargs))
+        np.testing.assert_array_equal(flat(params) * 16, _ints(kernels_), err_msg=str(kwargs))
+        np.testing.assert_array_equal(np.flatnonzero(~flat(inner.masks)), _ints(pruned))
+        if latent is None:
+            assert all(np.shape(x) == () for x in jax.tree.leaves(inner.latent))
+        else:
+            np.testing.assert_array_equal(flat(inner.latent) * 16, _ints(latent))
 
 
 def test_size_report_sparse_relative_index_and_bitmask():

@@ -16,17 +16,20 @@ ties at the threshold are broken by position, so exactly :math:`k` weights are p
 the values. (A bisection rather than ``jnp.sort``: XLA's CPU sort of 15k floats takes ~3 ms,
 which would dwarf an optimizer step; the bisection is ~0.2 ms and gives the same threshold.)
 
-Masks live in the state. Without regrowth (``regrow_every=None``) pruned weights score below
-every kept weight, so when the sparsity only grows a pruned weight never comes back, and when
-it is unchanged the mask is unchanged; the selection therefore only runs (under ``lax.cond``) on
-the steps where :math:`k` differs from the number currently pruned (or, with regrowth, on every
-``regrow_every``-th step). Under ``jax.vmap`` over the sparsity a plain ``cond`` would become
-a select that runs the selection on every step; a custom batching rule keeps it a branch that
-runs (for the whole batch) only on the steps where some member's count changes.
+Masks live in the state. By default (``regrow=None``, classic magnitude pruning) pruned weights
+score below every kept weight, so when the sparsity only grows a pruned weight never comes back,
+and when it is unchanged the mask is unchanged; the selection therefore only runs (under
+``lax.cond``) on the steps where :math:`k` differs from the number currently pruned (or, with
+``regrow="dpf"``, also on every ``regrow_every``-th step). Under ``jax.vmap`` over the sparsity
+a plain ``cond`` would become a select that runs the selection on every step; a custom batching
+rule keeps it a branch that runs (for the whole batch) only on the steps where some member's
+count changes.
 
-By default (``regrow_every=16``) the state also keeps latent weights and the selection runs among
-all of them every 16 steps (dynamic pruning with feedback), so pruned weights can come back and
-pruning from the first step trains; the params are exactly zero wherever the mask is off.
+With ``regrow="dpf"`` the state also keeps latent weights and the selection runs among all of
+them every ``regrow_every`` (default 16) steps (dynamic pruning with feedback), so pruned weights
+can come back and pruning from the first step trains. In both modes the params are exactly zero
+wherever the mask is off. Each ``regrow`` method is a small selection function (``_REGROW``):
+given the scores and the current masks, it says which weights compete for the kept places.
 """
 
 from __future__ import annotations
@@ -200,8 +203,9 @@ class PruneState(NamedTuple):
       masks: bool pytree like the params; True where a weight is kept (a scalar True for leaves
         that are not pruned).
       pruned: int32 vector, the number of weights currently pruned in each pruned leaf.
-      latent: with ``regrow_every``, the dense weights of the pruned leaves (pruned weights keep
-        learning here); a scalar 0 for the other leaves, and for every leaf without it.
+      latent: with ``regrow="dpf"``, the dense weights of the pruned leaves (pruned weights keep
+        learning here); a scalar 0 for the other leaves, and for every leaf with ``regrow=None``
+        (no second copy of the weights).
       step: int32, the number of updates so far.
     """
 
@@ -223,31 +227,87 @@ def _parse_structure(structure: str | None) -> tuple[int, int] | None:
     return n, m
 
 
+# --- regrowth methods ---------------------------------------------------------------------------
+#
+# A method re-selects the mask: ``select(scores, old, choose)`` gets the scores of the pruned
+# leaves, their masks before the step and ``choose(scores, candidates)``, the exact selection of
+# the current scope or N:M structure, which keeps all but the k smallest scores and ranks every
+# non-candidate below every candidate (so non-candidates are dropped first). Scope, structure
+# and the exact count are shared; a method only says which weights compete for the kept places.
+
+
+def _select_none(scores: list, old: list, choose: Callable) -> list:
+    """``regrow=None``: only the kept weights compete, so a pruned weight stays pruned while the
+    sparsity does not fall, and an unchanged count leaves the mask unchanged."""
+    return choose(scores, old)
+
+
+def _select_dpf(scores: list, old: list, choose: Callable) -> list:
+    """``regrow="dpf"``: every weight competes by the score of its latent weight, so a pruned
+    weight whose updates outgrow the kept ones comes back."""
+    return choose(scores, [jnp.ones(m.shape, bool) for m in old])
+
+
+class _Regrow(NamedTuple):
+    select: Callable[[list, list, Callable], list]
+    latent: bool  # dense latent weights in the state: pruned weights keep taking updates
+    periodic: bool  # also re-selects every ``regrow_every`` steps, not only when k changes
+
+
+_REGROW: dict[str | None, _Regrow] = {
+    None: _Regrow(_select_none, latent=False, periodic=False),
+    "dpf": _Regrow(_select_dpf, latent=True, periodic=True),
+}
+
+
+# Steps between re-selections of the mask with regrow="dpf" (Lin et al. 2020 used 16).
+DPF_REGROW_EVERY = 16
+
+
 def prune(
     sparsity: ScalarOrSchedule | None,
+    *,
     scope: str = "global",
     structure: str | None = None,
+    regrow: str | None = None,
+    regrow_every: int | None = None,
     criterion: str = "magnitude",
     mask: Mask = None,
-    *,
     begin_step: int | jax.Array = 0,
-    regrow_every: int | None = 16,
     name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Magnitude pruning to an exact sparsity; pruned weights are exactly zero.
 
-    Place it after the optimizer. By default (``regrow_every=16``) the state holds latent
-    weights :math:`\tilde\theta` (the params at ``init``) that take every update, also at pruned
-    positions, where the gradient was computed with the weight at 0 (the "feedback" of dynamic
-    pruning with feedback, Lin et al. 2020); every :math:`R` = ``regrow_every`` steps, and
-    whenever the target count changes, the mask is re-selected among *all* weights, so a
-    pruned weight whose updates outgrow the kept weights comes back. With :math:`w =
-    \tilde\theta_{t-1} + u_t`, :math:`s_t` the sparsity and :math:`k_t =
-    \operatorname{round}(s_t\, n)`:
+    Place it after the optimizer. By default (``regrow=None``) this is magnitude pruning as Han
+    et al. and Zhu & Gupta publish it (and as jaxpruner, TF-MOT and ``torch.nn.utils.prune``
+    implement it): a pruned weight stays exactly zero unless the sparsity falls. With :math:`w
+    = \theta + u`, :math:`s_t` the sparsity and :math:`k_t = \operatorname{round}(s_t\, n)`:
 
     .. math::
       \sigma &= \begin{cases} |w| & \text{criterion="magnitude"} \\
                               |w \odot u| & \text{criterion="saliency"} \end{cases} \\
+      M_t &= M_{t-1} \setminus \{\text{the } k_t - |\lnot M_{t-1}| \text{ kept weights of
+             smallest } \sigma\} \\
+      u'_t &= \begin{cases} u & M_t \\ -\theta & \lnot M_t \end{cases}
+      \quad\text{so}\quad \theta + u' = M_t \odot w
+
+    (If :math:`s_t` decreases, the :math:`k_t` pruned weights of lowest index stay pruned and
+    the others are released, restarting from :math:`0 + u`.) It is the default because it is
+    what "magnitude pruning" means to most users, it keeps no second copy of the weights (a step
+    costs 1.00-1.09x a plain Adam step against 1.13-1.24x with regrowth,
+    ``experiments.bench_compress``), and from trained weights with Zhu & Gupta's schedule it
+    trains better than regrowth (66.4% against 63.1% in the note below). It cannot prune hard
+    from the random init, since the mask chosen at the first update never changes (9% in the
+    note): there, start later (``begin_step``, ``gradual``) or use ``regrow="dpf"``.
+
+    With ``regrow="dpf"`` (dynamic pruning with feedback, Lin et al. 2020) the state holds
+    latent weights :math:`\tilde\theta` (the params at ``init``) that take every update, also at
+    pruned positions, where the gradient was computed with the weight at 0 (the "feedback");
+    every :math:`R` = ``regrow_every`` steps, and whenever the target count changes, the mask is
+    re-selected among *all* weights, so a pruned weight whose updates outgrow the kept weights
+    comes back. With :math:`w = \tilde\theta_{t-1} + u_t` and :math:`\sigma` as above:
+
+    .. math::
       M_t &= \begin{cases} \text{all but the } k_t \text{ smallest } \sigma
              & t \equiv 0 \pmod R \text{ or } k_t \ne k_{t-1} \\
              M_{t-1} & \text{otherwise} \end{cases} \\
@@ -261,18 +321,20 @@ def prune(
     The latent doubles the memory of the pruned leaves in the state; with :math:`R = 16` a step
     costs about 1.2x a plain Adam step, with :math:`R = 1` 2.7x (``experiments.bench_compress``).
 
-    With ``regrow_every=None`` (no latent: Zhu & Gupta's and Han et al.'s masks), :math:`w =
-    \theta + u` and a pruned weight never comes back while the sparsity does not fall:
+    .. note::
+      Measured on the MNIST-1D MLP (3000 steps, batch 100, test accuracy, keys 0-5 as one vmapped
+      program) with ``optax.chain(jopt.compress.topk(0.01), jopt.momentum(0.1), prune(...))``;
+      dense ``jopt.momentum(0.1)``: 63.2%. With ``regrow="dpf"``: a constant ``prune(0.9)``
+      from step 0: 63.2% (key 0: 66.0%) with the default ``regrow_every=16``; ``1``: 65.6%,
+      ``4``: 64.1%, ``100``: 28%; ``scope="layer"``: 43% (90% of the 1,000-weight output layer
+      goes). With ``regrow=None``: 9% at key 0 (the mask is chosen from the random init
+      and frozen, and one global threshold leaves ~0.1% of the layers initialized at the
+      smaller scale :math:`1/\sqrt{100}`). With Zhu & Gupta's schedule (``gradual(0.9, 600,
+      2100, 100)``) ``regrow=None`` is better: 66.4% against 63.1% with ``"dpf"``; with
+      ``begin_step=1000``, 65.5% with ``"dpf"``. With ``jopt.adam(1e-2)`` and ``prune(0.8)``
+      from step 0: 63.7% with ``"dpf"`` against 54.2% with ``regrow=None``.
 
-    .. math::
-      M_t &= M_{t-1} \setminus \{\text{the } k_t - |\lnot M_{t-1}| \text{ kept weights of
-             smallest } \sigma\} \\
-      u'_t &= \begin{cases} u & M_t \\ -\theta & \lnot M_t \end{cases}
-      \quad\text{so}\quad \theta + u' = M_t \odot w
-
-    (If :math:`s_t` decreases, the :math:`|\lnot M_{t-1}| - k_t` pruned weights of lowest index
-    are released and restart from :math:`0 + u`.) In both modes the params are exactly 0
-    wherever the mask is off, after every update.
+    In both modes the params are exactly 0 wherever the mask is off, after every update.
 
     With ``scope="global"``, :math:`n` counts the weights of all pruned leaves together and one
     threshold is shared; with ``"layer"`` each leaf is pruned to :math:`s_t` separately. Exactly
@@ -289,30 +351,21 @@ def prune(
     sparse tensor cores. The sparsity is then ``1 - n/m`` and ``sparsity`` must be None or equal
     to it; ``scope`` is ignored.
 
-    .. note::
-      Measured on the MNIST-1D MLP (3000 steps, batch 100, test accuracy, keys 0-5 as one vmapped
-      program) with ``optax.chain(jopt.compress.topk(0.01), jopt.momentum(0.1), prune(...))``;
-      dense ``jopt.momentum(0.1)``: 63.2%. A constant ``prune(0.9)`` from step 0: 63.2% (key 0:
-      66.0%); ``regrow_every=1``: 65.6%, ``4``: 64.1%, ``100``: 28%; ``scope="layer"``: 43%
-      (90% of the 1,000-weight output layer goes); ``regrow_every=None``: 9% at key 0 (the mask
-      is chosen from the random init and frozen, and one global threshold leaves ~0.1% of the
-      layers initialized at the smaller scale :math:`1/\sqrt{100}`). With Zhu & Gupta's
-      schedule (``gradual(0.9, 600, 2100, 100)``) no regrowth is better: 66.4% against 63.1%;
-      with ``begin_step=1000``, 65.5% with regrowth. With ``jopt.adam(1e-2)`` and ``prune(0.8)``
-      from step 0: 63.7% against 54.2% without regrowth.
-
     Args:
       sparsity: :math:`s` in [0, 1), a float, JAX scalar (tracer under ``vmap``) or schedule
         ``count -> value`` (e.g. ``jopt.compress.gradual(...)``). None with ``structure``.
       scope: ``"global"`` (one threshold over all pruned leaves) or ``"layer"`` (per leaf).
       structure: None (unstructured) or ``"n:m"`` with ``0 < n < m`` (static).
+      regrow: None (default): classic magnitude pruning, no latent, a pruned weight stays
+        pruned while the sparsity does not fall; or ``"dpf"``: latent weights in the state and
+        the mask re-selected among all of them every ``regrow_every`` steps (static).
+      regrow_every: :math:`R`, an int >= 1 (static), the steps between re-selections with
+        ``regrow="dpf"`` (None: ``DPF_REGROW_EVERY`` = 16). Only with ``regrow="dpf"``: with
+        ``regrow=None`` an int is refused, since ``prune(s, regrow_every=4)`` used to mean
+        regrowth and would now silently mean none.
       criterion: ``"magnitude"`` or ``"saliency"`` (static).
       mask: which leaves to prune: a bool pytree or ``params -> bool pytree`` (static); default
         the leaves with ``ndim >= 2``.
-      regrow_every: an int :math:`R \ge 1` (static, default 16): keep latent weights in the
-        state and re-select the mask among all of them every :math:`R` steps, so pruned weights
-        keep learning and can come back; or None: no latent, a pruned weight stays pruned while
-        the sparsity does not fall (Zhu & Gupta's gradual pruning as published).
       begin_step: the first update (0-based count) at which ``sparsity`` applies; before it
         the sparsity is 0 (nothing is pruned). An int >= 0 or a JAX scalar (may be traced).
         With a schedule, the schedule is still evaluated at the global count. Not with
@@ -324,9 +377,10 @@ def prune(
       in ``state.inner`` (a ``PruneState``).
 
     Raises:
-      ValueError: a sparsity outside [0, 1), an unknown ``scope`` or ``criterion``, a malformed
-        ``structure``, a ``regrow_every`` that is not None or an int >= 1, or (at ``init``) a
-        kernel whose axis -2 is not a multiple of ``m``.
+      ValueError: a sparsity outside [0, 1), an unknown ``scope``, ``criterion`` or ``regrow``,
+        a malformed ``structure``, a ``regrow_every`` that is not None or an int >= 1 (or an
+        int without ``regrow="dpf"``), or (at ``init``) a kernel whose axis -2 is not a
+        multiple of ``m``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, jopt
@@ -346,6 +400,18 @@ def prune(
       >>> print(sparsity(params), params["bias"])
       0.6 [0.9 0.9]
 
+      With ``regrow="dpf"`` pruned weights keep learning in ``state.inner.latent`` (from 0,
+      where they were pruned) while the params stay exactly 0 there:
+
+      >>> params = {"kernel": jnp.arange(1.0, 11.0).reshape(5, 2)}
+      >>> tx = optax.chain(jopt.sgd(0.5), prune(0.6, regrow="dpf", regrow_every=4))
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update({"kernel": jnp.ones((5, 2))}, state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> print(params["kernel"][:, 0], state[1].inner.latent["kernel"][:, 0])
+      [0. 0. 0. 6. 8.] [-0.5 -0.5 -0.5  6.   8. ]
+
     References:
       Han et al., `Learning both Weights and Connections for Efficient Neural Networks
       <https://arxiv.org/abs/1506.02626>`_, 2015. Zhu & Gupta, `To prune, or not to prune
@@ -359,13 +425,25 @@ def prune(
     if criterion not in ("magnitude", "saliency"):
         raise ValueError(f"prune: criterion must be 'magnitude' or 'saliency', got {criterion!r}.")
     n_m = _parse_structure(structure)
+    if not (regrow is None or isinstance(regrow, str)) or regrow not in _REGROW:
+        allowed = ", ".join(repr(key) for key in _REGROW)
+        raise ValueError(f"prune: regrow must be one of {allowed}, got {regrow!r}.")
     if regrow_every is not None and (
         isinstance(regrow_every, bool)
         or not isinstance(regrow_every, (int, np.integer))
         or regrow_every < 1
     ):
         raise ValueError(f"prune: regrow_every must be an int >= 1 or None, got {regrow_every!r}.")
-    regrow = regrow_every is not None
+    if regrow is None and regrow_every is not None:
+        # with regrowth once the default, this call would now prune without it, silently
+        raise ValueError(
+            f"prune: regrow_every={regrow_every!r} applies only with regrow='dpf'; pass "
+            "regrow='dpf' as well (pruned weights regrow), or drop regrow_every for classic "
+            "magnitude pruning."
+        )
+    if regrow is not None and regrow_every is None:
+        regrow_every = DPF_REGROW_EVERY
+    method = _REGROW[regrow]
     if not isinstance(begin_step, jax.core.Tracer) and not float(begin_step) >= 0:
         raise ValueError(f"prune: begin_step must be >= 0, got {begin_step!r}.")
     delayed = isinstance(begin_step, jax.core.Tracer) or float(begin_step) > 0
@@ -415,7 +493,7 @@ def prune(
         ]
         pruned = jnp.zeros((sum(on),), jnp.int32)
         latent = [
-            jnp.asarray(leaf) if flag and regrow else jnp.zeros((), jnp.float32)
+            jnp.asarray(leaf) if flag and method.latent else jnp.zeros((), jnp.float32)
             for leaf, flag in zip(leaves, on)
         ]
         return PruneState(
@@ -433,7 +511,7 @@ def prune(
         idx = [i for i, flag in enumerate(on) if flag]
         if not idx:
             return updates, state._replace(step=state.step + 1)
-        if regrow:  # the dense latent learns every weight; the mask picks from it
+        if method.latent:  # the dense latent learns every weight; the mask picks from it
             latents = treedef.flatten_up_to(state.latent)
             ws = [latents[i] + ups[i] for i in idx]
         else:
@@ -461,27 +539,27 @@ def prune(
         def select(operand):
             ws, us, old, count = operand
             scores = [jnp.abs(w * u) for w, u in zip(ws, us)] if us else [jnp.abs(w) for w in ws]
-            # Classic: pruned weights rank below all others (they never come back while the
-            # sparsity does not fall). Regrow: every weight competes by its latent score.
-            ranked = [jnp.ones(m.shape, bool) for m in old] if regrow else old
-            if n_m is not None:
-                new = [_n_m_keep(s, m, *n_m) & m for s, m in zip(scores, ranked)]
-            elif scope == "layer":
-                flat = [_keys(s, m).ravel() for s, m in zip(scores, ranked)]
-                kept = _keep_all_but_k_smallest_per_leaf(flat, count)
-                new = [f.reshape(s.shape) for f, s in zip(kept, scores)]
-            else:
-                keys = jnp.concatenate([_keys(s, m).ravel() for s, m in zip(scores, ranked)])
+
+            def choose(scores, candidates):
+                # all but the k smallest scores stay; non-candidates rank below every candidate
+                if n_m is not None:
+                    return [_n_m_keep(s, m, *n_m) & m for s, m in zip(scores, candidates)]
+                if scope == "layer":
+                    flat = [_keys(s, m).ravel() for s, m in zip(scores, candidates)]
+                    kept = _keep_all_but_k_smallest_per_leaf(flat, count)
+                    return [f.reshape(s.shape) for f, s in zip(kept, scores)]
+                keys = jnp.concatenate([_keys(s, m).ravel() for s, m in zip(scores, candidates)])
                 flat = _keep_all_but_k_smallest(keys, count)
                 cuts = np.cumsum(sizes)[:-1].tolist()
-                new = [f.reshape(s.shape) for f, s in zip(jnp.split(flat, cuts), scores)]
-            return new
+                return [f.reshape(s.shape) for f, s in zip(jnp.split(flat, cuts), scores)]
+
+            return method.select(scores, old, choose)
 
         if n_m is not None or scope == "layer":
             changed = jnp.any(state.pruned != target)
         else:
             changed = jnp.sum(state.pruned) != total
-        if regrow:
+        if method.periodic:
             changed = changed | (state.step % regrow_every == 0)
         operand = (ws, us, old, count)
         new = _gated_cond(changed, select, lambda operand: list(operand[2]), operand)
@@ -489,10 +567,11 @@ def prune(
         out, new_masks = list(ups), list(masks)
         new_latents = list(treedef.flatten_up_to(state.latent))
         for j, i in enumerate(idx):
-            if regrow:
+            if method.latent:
                 # A weight pruned now restarts from 0 in the latent: a pruned weight's latent is
                 # the sum of the updates since it was pruned (keeping its old value instead
-                # swaps stale weights back in: 59% vs 63% on the issue-6 chain, 6 keys).
+                # swaps stale weights back in: 59% vs 63% on the chain of the docstring's note,
+                # 6 keys).
                 latent = jnp.where(old[j] & ~new[j], 0.0, ws[j])
                 out[i] = jnp.where(new[j], latent - leaves[i], -leaves[i])  # -theta+theta == 0
                 new_latents[i] = latent
