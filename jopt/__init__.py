@@ -6,14 +6,11 @@ Optimizers, regularizers, schedules and compression transforms are optax
 hyperparameters and sharded.
 """
 
-from jopt import devices
-
-devices.configure_cpu_devices()  # before any JAX operation: one JAX device per CPU core
-
 from jopt import (
     checkpoint,
     compress,
     data,
+    devices,
     hyperparams,
     metrics,
     models,
@@ -26,7 +23,18 @@ from jopt import (
     train,
 )
 from jopt.hyperparams import HyperparamState, hparams, scale_hparams, set_hparams
-from jopt.rules import adagrad, adam, adamw, from_rule, lion, momentum, one_of, rmsprop, sgd
+from jopt.rules import (
+    adagrad,
+    adam,
+    adamw,
+    from_optax,
+    from_rule,
+    lion,
+    momentum,
+    one_of,
+    rmsprop,
+    sgd,
+)
 
 __version__ = "0.1.0"
 
@@ -39,6 +47,7 @@ __all__ = [
     "compress",
     "data",
     "devices",
+    "from_optax",
     "from_rule",
     "hparams",
     "hyperparams",

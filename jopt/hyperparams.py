@@ -42,6 +42,8 @@ from flax import struct
 
 __all__ = [
     "Check",
+    "EditableSchedule",
+    "EditableScheduleState",
     "HyperparamState",
     "RecordedCheck",
     "ScalarOrSchedule",
@@ -49,6 +51,7 @@ __all__ = [
     "at_least",
     "check_range",
     "checks",
+    "default_check",
     "hparams",
     "in_unit_interval",
     "positive",
@@ -381,27 +384,85 @@ def stateful_transform(
 # --- finding states in a pytree -----------------------------------------------------------------
 
 
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+# Name-based ranges for hyperparameters of plain optax transforms, whose state carries no
+# checks of its own: optax names its rates and decays the same way across its optimizers.
+_RATE_NAMES = ("learning_rate",)
+_DECAY_NAMES = ("b1", "b2", "b3", "beta", "beta1", "beta2", "momentum", "decay", "rho")
+_NONNEGATIVE_NAMES = ("eps", "eps_root", "weight_decay", "initial_accumulator_value")
+
+
+def default_check(name: str) -> Check:
+    """The range jopt assumes for an optax hyperparameter, from its keyword name alone.
+
+    Learning rates must be finite and >= 0, decays and momenta (``b1``, ``b2``, ``beta``,
+    ``momentum``, ``decay``, ...) in [0, 1), ``eps`` and ``weight_decay`` finite and >= 0; any
+    other name only finite.
+
+    Args:
+      name: a keyword argument of an optax optimizer factory.
+
+    Returns:
+      A ``Check``.
+
+    Examples:
+      >>> from jopt.hyperparams import default_check
+      >>> default_check("b2").allowed, default_check("learning_rate").allowed
+      ('in [0, 1)', 'finite and >= 0.0')
+    """
+    if name in _RATE_NAMES or name.endswith("learning_rate"):
+        return at_least(0.0)
+    if name in _DECAY_NAMES or name.endswith(("_b1", "_b2", "_beta", "_momentum")):
+        return in_unit_interval()
+    if name in _NONNEGATIVE_NAMES or name.endswith(("_eps", "_weight_decay")):
+        return at_least(0.0)
+    return any_real()
+
+
+def _is_injected(node: Any) -> bool:
+    return isinstance(node, _INJECTED)
+
+
 def _is_state(node: Any) -> bool:
-    return isinstance(node, HyperparamState)
+    return isinstance(node, (HyperparamState, *_INJECTED))
+
+
+def _values(state: Any) -> dict[str, Any]:
+    """The hyperparameters a state holds (jopt's ``hparams`` or optax's ``hyperparams``)."""
+    return state.hyperparams if _is_injected(state) else state.hparams
+
+
+def _kind(state: Any) -> str:
+    return "inject_hyperparams" if _is_injected(state) else state.kind
+
+
+def _ranges(state: Any) -> dict[str, Check]:
+    if _is_injected(state):
+        return {key: default_check(key) for key in state.hyperparams}
+    return dict(state.checks)
 
 
 def _map_states(fn: Callable, tree: Any, prefix: tuple = ()) -> Any:
-    """Applies fn(path, state) to every HyperparamState in tree, innermost first."""
+    """Applies fn(path, state) to every jopt or optax-injected state in tree, innermost first."""
 
     def visit(path, node):
         if not _is_state(node):
             return node
         full = prefix + tuple(path)
-        node = node.replace(
-            inner=_map_states(fn, node.inner, (*full, jax.tree_util.GetAttrKey("inner")))
-        )
+        if _is_injected(node):
+            inner_path = (*full, jax.tree_util.GetAttrKey("inner_state"))
+            node = node._replace(inner_state=_map_states(fn, node.inner_state, inner_path))
+        else:
+            inner_path = (*full, jax.tree_util.GetAttrKey("inner"))
+            node = node.replace(inner=_map_states(fn, node.inner, inner_path))
         return fn(full, node)
 
     return jax.tree_util.tree_map_with_path(visit, tree, is_leaf=_is_state)
 
 
-def _collect_states(tree: Any) -> list[tuple[tuple, HyperparamState]]:
-    found: list[tuple[tuple, HyperparamState]] = []
+def _collect_states(tree: Any) -> list[tuple[tuple, Any]]:
+    found: list[tuple[tuple, Any]] = []
 
     def record(path, state):
         found.append((path, state))
@@ -423,10 +484,10 @@ def _compact_path(path: tuple) -> str:
     return "/".join(parts)
 
 
-def _label(path: tuple, state: HyperparamState) -> str:
-    if state.label is not None:
+def _label(path: tuple, state: Any) -> str:
+    if not _is_injected(state) and state.label is not None:
         return state.label
-    return _compact_path(path) or state.kind
+    return _compact_path(path) or _kind(state)
 
 
 def _names(tree: Any) -> dict[tuple, dict[str, str]]:
@@ -434,14 +495,14 @@ def _names(tree: Any) -> dict[tuple, dict[str, str]]:
     states = _collect_states(tree)
     counts: dict[str, int] = {}
     for _, state in states:
-        for key in state.hparams:
+        for key in _values(state):
             counts[key] = counts.get(key, 0) + 1
     names: dict[tuple, dict[str, str]] = {}
     seen: dict[str, tuple] = {}
     for path, state in states:
         label = _label(path, state)
         mapping = {}
-        for key in state.hparams:
+        for key in _values(state):
             qualified = f"{label}/{key}"
             if qualified in seen:
                 raise ValueError(
@@ -478,7 +539,7 @@ def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
     names = _names(state)
     for path, found in _collect_states(state):
         label = _label(path, found)
-        for key, value in found.hparams.items():
+        for key, value in _values(found).items():
             out[f"{label}/{key}" if qualified else names[path][key]] = value
     return out
 
@@ -496,8 +557,8 @@ def checks(state: Any, *, qualified: bool = False) -> dict[str, Check]:
     names = _names(state)
     for path, found in _collect_states(state):
         label = _label(path, found)
-        ranges = dict(found.checks)
-        for key in found.hparams:
+        ranges = _ranges(found)
+        for key in _values(found):
             if key in ranges:
                 out[f"{label}/{key}" if qualified else names[path][key]] = ranges[key]
     return out
@@ -510,7 +571,7 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
     bare: dict[str, list[str]] = {}
     for path, found in states:
         label = _label(path, found)
-        for key in found.hparams:
+        for key in _values(found):
             known.setdefault(f"{label}/{key}", []).append((path, key))
             bare.setdefault(key, []).append(f"{label}/{key}")
             if names[path][key] == key:
@@ -532,6 +593,8 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
         edits = targets.get(path)
         if not edits:
             return found
+        if _is_injected(found):
+            return _edit_injected(found, edits, how, names[path])
         new_values = dict(found.hparams)
         new_scale = dict(found.schedule_scale)
         new_pinned = dict(found.pinned)
@@ -551,6 +614,82 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
         return found.replace(hparams=new_values, schedule_scale=new_scale, pinned=new_pinned)
 
     return _map_states(apply, state)
+
+
+def _edit_injected(found: Any, edits: Mapping[str, Any], how: str, public: dict) -> Any:
+    """``_edit`` for an optax ``inject_hyperparams`` state: writes ``hyperparams[name]``."""
+    new_values = dict(found.hyperparams)
+    schedules = dict(getattr(found, "hyperparams_states", {}))
+    for key, value in edits.items():
+        old = jnp.asarray(found.hyperparams[key])
+        factor = _like(old, value, key)
+        new_values[key] = factor if how == "set" else old * factor
+        check_range(_kind(found), public[key], new_values[key], default_check(key))
+        if key in schedules:
+            # optax recomputes a scheduled value from its schedule state at every step, so the
+            # edit must go into that state; only ``from_optax``'s schedules have room for it.
+            if not isinstance(schedules[key], EditableScheduleState):
+                raise ValueError(
+                    f"{public[key]} follows a schedule of optax.inject_hyperparams, which "
+                    "recomputes it every step; build the optimizer with jopt.from_optax to "
+                    "set or scale a scheduled hyperparameter."
+                )
+            sched = schedules[key]
+            if how == "set":
+                schedules[key] = sched._replace(
+                    pinned=jnp.ones_like(sched.pinned),
+                    value=jnp.asarray(new_values[key], sched.value.dtype),
+                )
+            else:
+                scale = sched.scale * jnp.asarray(factor, sched.scale.dtype)
+                schedules[key] = sched._replace(scale=scale)
+    if schedules:
+        return found._replace(hyperparams=new_values, hyperparams_states=schedules)
+    return found._replace(hyperparams=new_values)
+
+
+class EditableScheduleState(NamedTuple):
+    """State of a ``from_optax`` schedule: ``set_hparams`` pins it, ``scale_hparams`` scales it.
+
+    Attributes:
+      count: int32 number of updates so far (the schedule's argument).
+      scale: multiplier on the schedule (1.0 unless ``scale_hparams`` changed it).
+      pinned: whether ``set_hparams`` pinned the value.
+      value: the pinned value (used only where ``pinned``).
+    """
+
+    count: jax.Array
+    scale: jax.Array
+    pinned: jax.Array
+    value: jax.Array
+
+
+class EditableSchedule:
+    """An optax stateful schedule ``count -> value`` that ``set_hparams`` can pin and
+    ``scale_hparams`` can scale; unedited, its values are the wrapped schedule's, bit for bit
+    (a product with 1.0 is exact).
+
+    Args:
+      schedule: ``schedule(count) -> value``.
+    """
+
+    def __init__(self, schedule: Callable[[jax.Array], Any]):
+        self.schedule = schedule
+
+    def init(self) -> EditableScheduleState:
+        zero = jnp.zeros([], jnp.int32)
+        first = _float(self.schedule(zero))
+        return EditableScheduleState(zero, jnp.ones([], first.dtype), jnp.zeros([], bool), first)
+
+    def update(self, state: EditableScheduleState, **extra_args: Any) -> EditableScheduleState:
+        del extra_args
+        return state._replace(count=optax.safe_increment(state.count))
+
+    def __call__(self, state: EditableScheduleState, **extra_args: Any) -> jax.Array:
+        del extra_args
+        value = self.schedule(state.count)
+        scaled = state.scale * value
+        return jnp.where(state.pinned, state.value.astype(scaled.dtype), scaled)
 
 
 def _public_keys(names: dict[tuple, dict[str, str]]) -> set[str]:

@@ -17,6 +17,7 @@ The tree arithmetic is optax's own (``optax.tree.update_moment``, ``bias_correct
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -27,8 +28,11 @@ import optax
 
 from jopt.hyperparams import (
     Check,
+    EditableSchedule,
     ScalarOrSchedule,
+    _validate,
     at_least,
+    default_check,
     in_unit_interval,
     positive,
     stateful_transform,
@@ -44,6 +48,7 @@ __all__ = [
     "adagrad",
     "adam",
     "adamw",
+    "from_optax",
     "from_rule",
     "lion",
     "momentum",
@@ -900,3 +905,121 @@ def one_of(index: int | jax.Array, txs: Sequence[optax.GradientTransformation]):
         return jax.lax.switch(k, [branch(j) for j in range(len(txs))], updates, state, params)
 
     return optax.GradientTransformation(init, update)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float, np.ndarray, np.generic, jax.Array)):
+        return np.issubdtype(
+            np.asarray(value).dtype if not isinstance(value, jax.Array) else value.dtype, np.number
+        )
+    return False
+
+
+def _is_static(name: str, value: Any, default: Any) -> bool:
+    """Whether ``inject_hyperparams`` must pass ``value`` through untouched: flags, None,
+    dtypes, tuples, integer counts and sizes, and callables that are not schedules (masks, and
+    any keyword whose default is itself a callable or a flag)."""
+    if type(value) is int and type(default) is int:
+        # An integer default is a count or a size (adafactor's min_dim_size_to_factor, muon's
+        # ns_steps) that the factory may use in Python control flow, which a traced value breaks.
+        return True
+    if _is_number(value):
+        return False
+    if not callable(value) or isinstance(value, (type, np.dtype)):
+        return True
+    if name == "mask" or name.endswith("_mask"):
+        return True
+    return isinstance(default, bool) or (
+        callable(default) and default is not inspect.Parameter.empty
+    )
+
+
+def from_optax(
+    factory: Callable[..., optax.GradientTransformation], **hyperparams: Any
+) -> optax.GradientTransformationExtraArgs:
+    """Makes any optax optimizer factory keep its numeric hyperparameters in its state.
+
+    The result is ``optax.inject_hyperparams(factory)(**hyperparams)``, so its updates and its
+    state are optax's own, bit for bit; ``jopt.hparams``, ``jopt.set_hparams`` and
+    ``jopt.scale_hparams`` read and edit that state (``state.hyperparams``), wherever it sits
+    in a pytree. What jopt adds:
+
+    * range checks at construction, from the keyword names: ``learning_rate`` >= 0; ``b1``,
+      ``b2``, ``beta``, ``momentum``, ``decay`` ... in [0, 1); ``eps``, ``weight_decay`` >= 0;
+      any other number finite (``jopt.hyperparams.default_check``). Traced values (a sweep's
+      hyperparameters) are recorded for ``jopt.hyperparams.recording_checks`` instead;
+    * keyword arguments that are neither numbers nor schedules (``mask=``, ``nesterov=True``,
+      a dtype, a tuple, a callable ``*_mask``, an integer where the default is an integer, such
+      as ``ns_steps``) pass through as static arguments, where
+      ``inject_hyperparams`` would take a callable mask for a schedule;
+    * a schedule can be pinned by ``set_hparams`` or scaled by ``scale_hparams`` (optax would
+      recompute it every step); until then its values are the schedule's, bit for bit.
+
+    Args:
+      factory: an optax optimizer factory, e.g. ``optax.adamw``, ``optax.lamb`` or
+        ``optax.contrib.muon``.
+      **hyperparams: keyword arguments of ``factory``; each number may be a float, a JAX scalar
+        (a tracer under ``jit``/``vmap``) or a schedule ``count -> value``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose state is an
+      ``optax.InjectStatefulHyperparamsState``.
+
+    Raises:
+      ValueError: for a concrete hyperparameter outside its range.
+      TypeError: for a keyword that ``factory`` does not take.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jopt
+      >>> tx = jopt.from_optax(optax.adamw, learning_rate=0.1, weight_decay=1e-4)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(5):
+      ...     updates, state = tx.update(jax.grad(lambda p: jnp.sum(p**2))(params), state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> print(f"{float(jnp.sum(params**2)):.4f}")
+      2.5166
+      >>> round(float(jopt.hparams(state)["learning_rate"]), 6)
+      0.1
+      >>> state = jopt.set_hparams(state, learning_rate=0.01)  # no recompile of a jitted step
+      >>> jopt.from_optax(optax.adam, learning_rate=0.1, b1=1.5)
+      Traceback (most recent call last):
+      ...
+      ValueError: adam: b1 must be in [0, 1), got 1.5.
+
+    References:
+      DeepMind et al., `The DeepMind JAX Ecosystem <http://github.com/google-deepmind>`_, 2020
+      (``optax.inject_hyperparams``).
+    """
+    kind = getattr(factory, "__name__", "optimizer")
+    parameters = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in hyperparams:
+        if key not in parameters and not takes_any:
+            raise TypeError(
+                f"{kind}: unexpected keyword argument {key!r}; it takes {list(parameters)}."
+            )
+    static, given = set(), {}
+    for key, param in parameters.items():
+        if param.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+            continue
+        value = hyperparams.get(key, param.default)
+        if value is inspect.Parameter.empty:
+            continue
+        if _is_static(key, value, param.default):
+            static.add(key)
+            if key in hyperparams:
+                given[key] = value
+            continue
+        if key in hyperparams:
+            # Only given values are checked: a factory's own defaults are its author's choice
+            # (optimistic_gradient_descent's beta=1.0 is not a decay).
+            _validate(kind, key, value, default_check(key))
+            # A plain callable would be wrapped by inject_hyperparams anyway; ours can also be
+            # pinned and scaled by set_hparams / scale_hparams.
+            given[key] = (
+                EditableSchedule(value) if callable(value) and not _is_number(value) else value
+            )
+    return optax.inject_hyperparams(factory, static_args=static)(**given)
