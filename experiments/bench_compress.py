@@ -22,6 +22,8 @@ import optax
 import jopt
 from jopt import compress
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 
 class MLP(nn.Module):  # the MNIST-1D paper's MLP, 15,210 parameters
     @nn.compact

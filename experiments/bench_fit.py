@@ -43,6 +43,8 @@ import optax
 import jopt.data
 import jopt.train
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 
 # The MNIST-1D paper's models, defined here so that the benchmark depends only on train.py.
 class Logistic(nn.Module):

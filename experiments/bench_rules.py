@@ -21,6 +21,8 @@ import optax
 
 import jopt
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 
 class MLP(nn.Module):  # the MNIST-1D paper's MLP, 15,210 parameters (no residual: same cost)
     @nn.compact

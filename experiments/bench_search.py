@@ -40,6 +40,8 @@ import optuna
 import jopt
 from jopt.search.tpe import tpe
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 # CONFIG
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny sizes (for the tests)")

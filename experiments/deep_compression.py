@@ -47,6 +47,8 @@ import optax
 import jopt
 from jopt.compress import gradual, prune, share_nbytes, share_weights, size_report
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 # CONFIG
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run, for the tests")

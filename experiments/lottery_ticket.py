@@ -43,6 +43,8 @@ from jax import lax
 
 import jopt
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 # CONFIG
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny model and run, for the tests")

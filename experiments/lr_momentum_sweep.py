@@ -25,6 +25,8 @@ import numpy as np
 
 import jopt
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 # CONFIG
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny grid and run, for the tests")

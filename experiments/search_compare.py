@@ -57,6 +57,8 @@ import optax
 import jopt
 from jopt.search.tpe import tpe
 
+jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+
 # CONFIG
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny search and runs, for the tests")

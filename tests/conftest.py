@@ -6,6 +6,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+import jopt
+
+# Several tests shard over two devices: on a 2-core machine that is one JAX device per core.
+# A test process started with XLA_FLAGS=--xla_force_host_platform_device_count=N keeps N.
+jopt.devices.use_all_cores()
+
 # A script run in subprocesses by test_sweep.py: not a module to import (doctests collect all).
 collect_ignore = ["sweep_worker.py"]
 

@@ -25,9 +25,12 @@ parser.add_argument("--num-processes", type=int, default=1)
 parser.add_argument("--port", type=int, default=23456)
 args = parser.parse_args()
 
-import jopt  # noqa: E402  (before any JAX operation, so every core becomes a device)
+import jopt  # noqa: E402
 
-if args.process_id is not None:
+# Before any JAX operation. Several processes: one CPU device each, as JAX does by default.
+if args.process_id is None:
+    jopt.devices.use_all_cores()
+else:
     jopt.devices.initialize_distributed(
         f"127.0.0.1:{args.port}", args.num_processes, args.process_id
     )
