@@ -135,3 +135,43 @@ def test_hparams_in_a_flax_train_state():
     assert float(jopt.hparams(state)["weight_decay"]) == pytest.approx(1e-3)
     state = state.replace(opt_state=jopt.set_hparams(state.opt_state, weight_decay=0.0))
     assert float(jopt.hparams(state)["weight_decay"]) == 0.0
+
+
+def test_a_sweep_addresses_each_partition_group_by_its_qualified_name():
+    """Two groups' learning rates swept independently in one program, against plain optax."""
+    params = {"embed": jnp.ones(3), "head": jnp.ones(2)}
+    labels = {"embed": "embed", "head": "head"}
+    tx = optax.partition({"embed": jopt.sgd(0.0), "head": jopt.momentum(0.0, beta=0.9)}, labels)
+    assert {"embed/learning_rate", "head/learning_rate"} <= set(
+        jopt.hparams(tx.init(params), qualified=True)
+    )
+
+    def train(tx, state):
+        def step(carry, _):
+            p, s = carry
+            g = jax.grad(lambda p: jnp.sum(p["embed"] ** 2) + jnp.sum(p["head"] ** 2))(p)
+            u, s = tx.update(g, s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        (p, _), _ = jax.lax.scan(step, (params, state), None, length=10)
+        return {"embed": jnp.sum(p["embed"] ** 2), "head": jnp.sum(p["head"] ** 2)}
+
+    def trial(hp, key):
+        return train(tx, jopt.set_hparams(tx.init(params), **hp))
+
+    space = jopt.sweep.grid(
+        **{"embed/learning_rate": [0.0, 0.1], "head/learning_rate": [0.0, 0.05]}
+    )
+    result = jopt.sweep.run(trial, space, progress=False)
+    for c, config in enumerate(space.configs):
+        reference = optax.partition(
+            {
+                "embed": optax.sgd(config["embed/learning_rate"]),
+                "head": optax.sgd(config["head/learning_rate"], momentum=0.9),
+            },
+            labels,
+        )
+        expected = train(reference, reference.init(params))
+        for name in ("embed", "head"):
+            np.testing.assert_allclose(result.metrics[name][c, 0], expected[name], rtol=1e-6)
+    assert result.metrics["embed"][2, 0] == pytest.approx(3 * 0.8**20, rel=1e-5)  # closed form
