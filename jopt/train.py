@@ -18,6 +18,11 @@ loop, so a run that is stopped and resumed from a checkpoint ends bit-identical 
 uninterrupted one. ``fit`` is a short composition of the public pieces
 (:func:`create_train_state`, :func:`train_step`, :func:`evaluate` and
 :func:`jopt.data.batch_indices`); copy it into a script to change what it does.
+
+The model is a flax.linen module, an ``nnx.Module``, a function ``rngs -> nnx.Module`` or a
+:class:`jopt.models.Functional`. :func:`as_pure_model` turns each into one pure form,
+``init(key, x) -> (params, model_state)`` and ``apply(params, model_state, x, train, rng)
+-> (outputs, new_model_state)``, the only way the training loop calls a model.
 """
 
 from __future__ import annotations
@@ -44,12 +49,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
+from flax import nnx, struct
 from flax.training import train_state
 from tqdm.auto import tqdm
 
 from jopt import checkpoint
 from jopt.data import BATCH_MODES, Dataset, batch_indices
+from jopt.models import Functional
 
 Array = jax.Array
 Batch = tuple[Array, Array]
@@ -65,18 +71,24 @@ LOSSES = ("cross_entropy", "mse")
 
 
 class TrainState(train_state.TrainState):
-    """The state of a training run: flax's ``TrainState`` plus batch-norm statistics.
+    """The state of a training run: flax's ``TrainState`` plus the model's other state.
 
     Attributes:
       step: number of :func:`train_step` calls so far, an int32 scalar. With gradient
         accumulation it counts micro-batches, not optimizer updates.
       apply_fn: the model's ``apply`` (static); called as
-        ``apply_fn(variables, x, train=..., **apply_kwargs)``.
+        ``apply_fn(variables, x, train=..., **apply_kwargs)``. For a flax.linen module it is
+        ``model.apply``; for the other kinds of model it returns the outputs only.
       params: the model parameters.
       tx: the optax ``GradientTransformation`` (static).
       opt_state: the state of ``tx``.
-      batch_stats: the model's ``batch_stats`` collection (the running averages of
-        ``nn.BatchNorm``); an empty dict for models without batch norm.
+      batch_stats: the model's state besides its parameters: a linen module's
+        ``batch_stats`` collection (the running averages of ``nn.BatchNorm``), or an
+        ``nnx.Module``'s non-``nnx.Param`` state (``nnx.BatchStat``, RNG keys and counts) as
+        a pure dict; an empty dict for models without any.
+      model: the model in pure form (static), see :func:`as_pure_model`; it holds the
+        static part of the model (the linen module, or the graphdef of an ``nnx.Module``).
+        ``None`` in a state built by hand, whose ``apply_fn`` then takes linen variables.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
@@ -88,6 +100,7 @@ class TrainState(train_state.TrainState):
     """
 
     batch_stats: Any = struct.field(default_factory=dict)
+    model: Any = struct.field(pytree_node=False, default=None)
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -95,6 +108,32 @@ class TrainState(train_state.TrainState):
         if self.batch_stats:
             return {"params": self.params, "batch_stats": self.batch_stats}
         return {"params": self.params}
+
+
+# ------------------------------------------------------------------------------------------
+# Models: every kind of model in one pure form
+# ------------------------------------------------------------------------------------------
+#
+# The training loop sees a model only through two pure functions:
+#
+#   init(key, x) -> (params, model_state)
+#   apply(params, model_state, x, train, rng) -> (outputs, new_model_state)
+#
+# where ``train`` is a Python bool and ``rng`` a PRNG key, or None to evaluate. One adapter
+# per kind of model (below) gives that form; ``as_pure_model`` picks it. The adapters are
+# hashable and hold only static parts, so they can be static arguments of ``jit``.
+
+
+def _apply_variables(apply_fn, params, model_state, x, train, rng):
+    """The pure ``apply`` of a linen-style ``apply_fn(variables, x, train=..., ...)``."""
+    variables = (
+        {"params": params, "batch_stats": model_state} if model_state else {"params": params}
+    )
+    rngs = {} if rng is None else {"rngs": {"dropout": rng}}
+    if model_state and train:
+        outputs, updates = apply_fn(variables, x, train=True, mutable=["batch_stats"], **rngs)
+        return outputs, updates["batch_stats"]
+    return apply_fn(variables, x, train=train, **rngs), model_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,21 +160,261 @@ def _takes_train(model: nn.Module) -> bool:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _LinenModel:
+    """A flax.linen module; its model state is the ``batch_stats`` collection."""
+
+    module: nn.Module
+
+    @property
+    def apply_fn(self) -> _Apply:
+        return _Apply(self.module, _takes_train(self.module))
+
+    @property
+    def name(self) -> str:
+        return _module_repr(self.module)
+
+    def init(self, key: Array, x: Array) -> tuple[Any, Any]:
+        variables = _init_variables(self.module, x, key)
+        return variables["params"], variables.get("batch_stats", {})
+
+    def apply(self, params, model_state, x, train, rng):
+        return _apply_variables(self.apply_fn, params, model_state, x, train, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ApplyFnModel:
+    """The ``apply_fn`` of a hand-built :class:`TrainState` (linen variables), no init."""
+
+    apply_fn: Callable[..., Any]
+
+    def apply(self, params, model_state, x, train, rng):
+        return _apply_variables(self.apply_fn, params, model_state, x, train, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PureApply:
+    """A linen-style ``apply_fn(variables, x, *, train, rngs)`` over a pure model."""
+
+    model: Any
+
+    def __call__(self, variables: Any, x: Array, *, train: bool = False, rngs=None) -> Any:
+        rng = None if rngs is None else rngs["dropout"]
+        model_state = variables.get("batch_stats", {})
+        return self.model.apply(variables["params"], model_state, x, train, rng)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _FunctionalModel:
+    """A :class:`jopt.models.Functional`: its parameters, and no other state."""
+
+    functional: Functional
+
+    @property
+    def apply_fn(self) -> _PureApply:
+        return _PureApply(self)
+
+    @property
+    def name(self) -> str:
+        fns = (self.functional.init, self.functional.apply)
+        init, apply = (
+            f"{f.__module__}.{getattr(f, '__qualname__', type(f).__qualname__)}" for f in fns
+        )
+        return f"Functional(init={init}, apply={apply})"
+
+    def init(self, key: Array, x: Array) -> tuple[Any, Any]:
+        return self.functional.init(key, x), {}
+
+    def apply(self, params, model_state, x, train, rng):
+        return self.functional.apply(params, x, train=train, key=rng), model_state
+
+
+def _typed_key(key: Array) -> Array:
+    """A new-style (typed) PRNG key, as nnx's RNG streams hold."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def _key_data(state: Any) -> dict[str, Any]:
+    """An nnx state as a pure dict, with typed PRNG keys as their raw ``uint32`` data."""
+    unwrap = lambda v: jax.random.key_data(v) if jnp.issubdtype(v.dtype, jax.dtypes.prng_key) else v
+    return jax.tree.map(unwrap, nnx.to_pure_dict(state))
+
+
+@dataclasses.dataclass(frozen=True)
+class _NNXModel:
+    """An ``nnx.Module`` (``initial`` holds its state) or a builder ``rngs -> nnx.Module``.
+
+    The parameters are the module's ``nnx.Param`` state and the model state the rest, both as
+    pure dicts; the keys of its RNG streams are held as raw key data (``uint32``), as
+    checkpoints store them, and wrapped again to apply. Train and eval mode are two graphdefs
+    (``module.train()`` and ``module.eval()``, which set e.g. ``use_running_average`` and
+    ``deterministic``), picked by the static ``train``. Equal when ``identity`` is: the
+    graphdefs with the builder, or with the ids of the initial arrays (held here, so the ids
+    stay theirs).
+    """
+
+    train_def: Any = dataclasses.field(compare=False)
+    eval_def: Any = dataclasses.field(compare=False)
+    rng_tags: tuple[str, ...] = dataclasses.field(compare=False)
+    key_paths: frozenset[tuple[Any, ...]] = dataclasses.field(compare=False)
+    takes_rngs: bool = dataclasses.field(compare=False)
+    name: str = dataclasses.field(compare=False)
+    build: Callable[[nnx.Rngs], nnx.Module] | None = dataclasses.field(compare=False)
+    initial: tuple[Any, Any] | None = dataclasses.field(compare=False, repr=False)
+    identity: tuple = dataclasses.field(repr=False)
+
+    @classmethod
+    def of(cls, module: nnx.Module, build: Callable[[nnx.Rngs], nnx.Module] | None):
+        graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+        # Switch modes on a copy: the caller's module keeps its own mode.
+        copy = nnx.merge(graphdef, params, rest)
+        copy.train()
+        train_def = nnx.graphdef(copy)
+        copy.eval()
+        eval_def = nnx.graphdef(copy)
+        keys = {path: v for path, v in nnx.to_flat_state(rest) if isinstance(v, nnx.RngKey)}
+        call = inspect.signature(type(module).__call__).parameters
+        initial = None if build is not None else (nnx.to_pure_dict(params), _key_data(rest))
+        static = build if build is not None else tuple(map(id, jax.tree.leaves(initial)))
+        return cls(
+            train_def=train_def,
+            eval_def=eval_def,
+            rng_tags=tuple(sorted({v.tag for v in keys.values()})),
+            key_paths=frozenset(keys),
+            takes_rngs="rngs" in call,
+            name=f"nnx {type(module).__module__}.{type(module).__qualname__}",
+            build=build,
+            initial=initial,
+            identity=(train_def, eval_def, static),
+        )
+
+    @property
+    def apply_fn(self) -> _PureApply:
+        return _PureApply(self)
+
+    def init(self, key: Array, x: Array) -> tuple[Any, Any]:
+        del x  # an nnx.Module knows its shapes when it is built
+        if self.build is None:
+            return self.initial  # the module's own parameters, whatever the key
+        params_key, dropout_key = jax.random.split(key)
+        module = self.build(
+            nnx.Rngs(params=_typed_key(params_key), dropout=_typed_key(dropout_key))
+        )
+        _, params, rest = nnx.split(module, nnx.Param, ...)
+        return nnx.to_pure_dict(params), _key_data(rest)
+
+    def apply(self, params, model_state, x, train, rng):
+        def wrap(path, leaf):
+            is_key = tuple(getattr(k, "key", getattr(k, "idx", k)) for k in path) in self.key_paths
+            return jax.random.wrap_key_data(leaf) if is_key else leaf
+
+        model_state = jax.tree_util.tree_map_with_path(wrap, model_state)
+        module = nnx.merge(self.train_def if train else self.eval_def, params, model_state)
+        kwargs = {}
+        if rng is not None:
+            # Every RNG stream the module holds restarts from the step's key, so that a step
+            # is a function of (key, step) as in fit, not of the keys carried so far.
+            rng = _typed_key(rng)
+            streams = {tag: jax.random.fold_in(rng, i) for i, tag in enumerate(self.rng_tags)}
+            if streams:
+                nnx.reseed(module, **streams)
+            if self.takes_rngs:
+                kwargs["rngs"] = nnx.Rngs(dropout=rng)
+        outputs = module(x, **kwargs)
+        _, _, rest = nnx.split(module, nnx.Param, ...)
+        return outputs, _key_data(rest)
+
+
+_PURE_MODELS = (_LinenModel, _FunctionalModel, _NNXModel)
+
+
+def as_pure_model(model: Any) -> Any:
+    """The pure form of a model: ``init(key, x)`` and ``apply(params, model_state, ...)``.
+
+    :func:`create_train_state`, :func:`train_step`, :func:`evaluate` and :func:`fit` see a
+    model only through ``init(key, x) -> (params, model_state)`` and ``apply(params,
+    model_state, x, train, rng) -> (outputs, new_model_state)`` (``rng`` is ``None`` to
+    evaluate). ``model_state`` is what the model updates besides its parameters (batch-norm
+    statistics); it is kept in ``TrainState.batch_stats``.
+
+    Args:
+      model: one of
+
+        * a flax.linen module (``__call__(x, *, train=False)``, ``train`` optional); the
+          model state is its ``batch_stats`` collection; dropout uses the rng ``"dropout"``;
+        * an ``nnx.Module`` instance: its current parameters are the initial ones, for every
+          key. ``module.train()`` / ``module.eval()`` switch train and eval mode (batch norm
+          and dropout); its other state (``nnx.BatchStat``, RNG streams) is the model state.
+          Every RNG stream it holds is reseeded from each step's key, and a ``__call__``
+          that takes ``rngs`` gets ``nnx.Rngs(dropout=key)``;
+        * a function ``rngs -> nnx.Module``: a fresh module from each key, built with
+          ``nnx.Rngs(params=..., dropout=...)`` (two keys split from it), then as above;
+        * a :class:`jopt.models.Functional` ``(init, apply)``: no model state;
+        * a model already in pure form (returned as it is).
+
+    Returns:
+      The model in pure form: hashable (it holds only the model's static parts, besides the
+      initial arrays of an ``nnx.Module``), so a second call with the same model reuses
+      compiled programs.
+
+    Raises:
+      TypeError: ``model`` is none of these (a function that does not return an
+        ``nnx.Module``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jopt.train import as_pure_model
+      >>> model = as_pure_model(lambda rngs: nnx.Linear(3, 2, rngs=rngs))
+      >>> params, model_state = model.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+      >>> outputs, _ = model.apply(params, model_state, jnp.ones((4, 3)), False, None)
+      >>> sorted(params), outputs.shape
+      (['bias', 'kernel'], (4, 2))
+    """
+    if isinstance(model, _PURE_MODELS):
+        return model
+    if isinstance(model, nn.Module):
+        return _LinenModel(model)
+    if isinstance(model, Functional):
+        return _FunctionalModel(model)
+    if isinstance(model, nnx.Module):
+        return _NNXModel.of(model, build=None)
+    if callable(model):
+        abstract = nnx.eval_shape(lambda: model(nnx.Rngs(params=0, dropout=1)))
+        if isinstance(abstract, nnx.Module):
+            return _NNXModel.of(abstract, build=model)
+        got = "a function that does not return an nnx.Module"
+    else:
+        got = f"a {type(model).__name__}"
+    raise TypeError(
+        "model must be a flax.linen module, an nnx.Module, a function rngs -> nnx.Module or a "
+        f"jopt.models.Functional(init, apply), got {got}"
+    )
+
+
 def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, x: Array, key: Array
+    model: Any, tx: optax.GradientTransformation, x: Array, key: Array
 ) -> TrainState:
     """Initializes a model and its optimizer state.
 
     Args:
-      model: a flax.linen module. If its ``__call__`` takes ``train`` it gets
-        ``train=True`` in :func:`train_step` and ``train=False`` in :func:`evaluate` (batch
-        norm and dropout switch on it); otherwise it is called without it.
+      model: a flax.linen module, an ``nnx.Module``, a function ``rngs -> nnx.Module`` or a
+        :class:`jopt.models.Functional`; see :func:`as_pure_model`. A linen module whose
+        ``__call__`` takes ``train`` gets ``train=True`` in :func:`train_step` and
+        ``train=False`` in :func:`evaluate` (batch norm and dropout switch on it); otherwise
+        it is called without it.
       tx: an optax ``GradientTransformation``.
       x: a sample input batch (only its shape and dtype matter), e.g. ``x_train[:1]``.
-      key: PRNG key, split into the ``"params"`` and ``"dropout"`` init keys.
+      key: PRNG key, split into the ``"params"`` and ``"dropout"`` init keys (unused for an
+        ``nnx.Module`` instance, which brings its parameters).
 
     Returns:
       A :class:`TrainState` with ``step=0`` (int32).
+
+    Raises:
+      TypeError: ``model`` is of none of these kinds.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
@@ -145,7 +424,8 @@ def create_train_state(
       >>> int(state.step), state.params["kernel"].shape
       (0, (4, 3))
     """
-    return _state_from_variables(model, tx, _init_variables(model, x, key))
+    model = as_pure_model(model)
+    return _state_from_init(model, tx, model.init(key, x))
 
 
 def _init_variables(model: nn.Module, x: Array, key: Array) -> dict[str, Any]:
@@ -154,28 +434,39 @@ def _init_variables(model: nn.Module, x: Array, key: Array) -> dict[str, Any]:
     return model.init(rngs, x, train=False) if _takes_train(model) else model.init(rngs, x)
 
 
-def _state_from_variables(
-    model: nn.Module, tx: optax.GradientTransformation, variables: dict[str, Any]
+def _state_from_init(
+    model: Any, tx: optax.GradientTransformation, init: tuple[Any, Any]
 ) -> TrainState:
-    params = variables["params"]
+    """The :class:`TrainState` at step 0 of a pure model and its ``(params, model_state)``."""
+    params, model_state = init
     return TrainState(
         step=jnp.zeros((), jnp.int32),
-        apply_fn=_Apply(model, _takes_train(model)),
+        apply_fn=model.apply_fn,
         params=params,
         tx=tx,
         opt_state=tx.init(params),
-        batch_stats=variables.get("batch_stats", {}),
+        batch_stats=model_state,
+        model=model,
     )
+
+
+def _init_pure(model: Any, x: Array, key: Array) -> tuple[Any, Any]:
+    return model.init(key, x)
 
 
 # Compiled once per model and input shape (not per optimizer): fit initializes with it
 # outside its main program, so sweeps over optimizers do not compile the init again.
-_init_variables_jit = jax.jit(_init_variables, static_argnums=0)
+_init_variables_jit = jax.jit(_init_pure, static_argnums=0)
 
 
 # ------------------------------------------------------------------------------------------
 # Losses, train step, evaluation
 # ------------------------------------------------------------------------------------------
+
+
+def _pure_model_of(state: TrainState) -> Any:
+    """The state's model in pure form (a hand-built state: from its linen ``apply_fn``)."""
+    return state.model if state.model is not None else _ApplyFnModel(state.apply_fn)
 
 
 def _is_classification(y: Array) -> bool:
@@ -232,8 +523,9 @@ def train_step(
 ) -> tuple[TrainState, dict[str, Array]]:
     """One gradient step on a minibatch; pure, jit it at the call site.
 
-    The model runs with ``train=True``: batch norm normalizes with the batch statistics and
-    updates ``state.batch_stats``, dropout draws from ``key`` (rng name ``"dropout"``).
+    The model runs in train mode: batch norm normalizes with the batch statistics and
+    updates ``state.batch_stats``, dropout draws from ``key`` (rng name ``"dropout"`` for a
+    linen module; see :func:`as_pure_model` for the other kinds).
 
     Args:
       state: the current :class:`TrainState`.
@@ -262,17 +554,10 @@ def train_step(
     """
     x, y = batch
     loss_fn = _loss_fn(loss, y)
+    model = _pure_model_of(state)
 
     def compute_loss(params):
-        variables = {**state.variables, "params": params}
-        if state.batch_stats:
-            outputs, updates = state.apply_fn(
-                variables, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
-            )
-            batch_stats = updates["batch_stats"]
-        else:
-            outputs = state.apply_fn(variables, x, train=True, rngs={"dropout": key})
-            batch_stats = state.batch_stats
+        outputs, batch_stats = model.apply(params, state.batch_stats, x, True, key)
         return loss_fn(outputs, y), (outputs, batch_stats)
 
     (value, (outputs, batch_stats)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
@@ -288,7 +573,7 @@ def train_step(
 def evaluate(
     state: TrainState, x: Array, y: Array, *, loss: str | LossFn | None = None
 ) -> dict[str, Array]:
-    """Evaluates the model on a whole set in one batch, with ``train=False``.
+    """Evaluates the model on a whole set in one batch, in eval mode (``train=False``).
 
     Batch norm uses the running statistics in ``state.batch_stats``; dropout is off.
 
@@ -310,7 +595,7 @@ def evaluate(
       >>> sorted(evaluate(state, x, y))
       ['accuracy', 'loss']
     """
-    outputs = state.apply_fn(state.variables, x, train=False)
+    outputs, _ = _pure_model_of(state).apply(state.params, state.batch_stats, x, False, None)
     metrics = {"loss": _loss_fn(loss, y)(outputs, y)}
     if _is_classification(y):
         metrics["accuracy"] = jnp.mean(jnp.argmax(outputs, -1) == y)
@@ -536,8 +821,8 @@ def _run_segment(state, data, key, run_id, total, *, loop: _Loop, num_evals: int
 
 @functools.partial(jax.jit, static_argnames=("model", "tx", "loop", "num_evals", "tail"))
 def _run(variables, data, key, run_id, total, *, model, tx, loop: _Loop, num_evals, tail):
-    """A whole run from the initial model variables, as one program."""
-    state = _state_from_variables(model, tx, variables)
+    """A whole run from the initial ``(params, model_state)`` of a pure model, as one program."""
+    state = _state_from_init(model, tx, variables)
     return _segment(state, data, key, run_id, total, loop, num_evals, tail)
 
 
@@ -704,17 +989,17 @@ def _check_fit_args(
 
 
 @functools.lru_cache(maxsize=256)
-def _output_shape(model: nn.Module, shape: tuple[int, ...], dtype: Any) -> tuple[int, ...] | None:
+def _output_shape(model: Any, shape: tuple[int, ...], dtype: Any) -> tuple[int, ...] | None:
     def outputs(x, key):
-        variables = _init_variables(model, x, key)
-        return _Apply(model, _takes_train(model))(variables, x, train=False)
+        params, model_state = model.init(key, x)
+        return model.apply(params, model_state, x, False, None)[0]
 
     x = jax.ShapeDtypeStruct(shape, dtype)
     out = jax.eval_shape(outputs, x, jax.ShapeDtypeStruct((2,), jnp.uint32))
     return getattr(out, "shape", None)
 
 
-def _check_outputs(model: nn.Module, data: Dataset, loss: Any = None) -> None:
+def _check_outputs(model: Any, data: Dataset, loss: Any = None) -> None:
     """The model's outputs must fit the labels (traced on shapes, not compiled).
 
     Integer labels: the last output axis must cover the classes. Float labels with the
@@ -772,7 +1057,7 @@ def _config_array(batch_size: int, eval_every: int, batch_mode: str) -> np.ndarr
 
 
 def fit(
-    model: nn.Module,
+    model: Any,
     tx: optax.GradientTransformation,
     data: Dataset,
     *,
@@ -818,7 +1103,10 @@ def fit(
     minibatches, so the number of epochs stays fixed while the number of updates falls.
 
     Args:
-      model: a flax.linen module ``__call__(x, *, train=False)`` (``train`` optional).
+      model: a flax.linen module ``__call__(x, *, train=False)`` (``train`` optional), an
+        ``nnx.Module`` (its current parameters are the initial ones, for every key), a
+        function ``rngs -> nnx.Module`` (a fresh initialization from each key) or a
+        :class:`jopt.models.Functional`; see :func:`as_pure_model`.
       tx: an optax ``GradientTransformation``; its hyperparameters may be tracers.
       data: a :class:`jopt.data.Dataset` (or a tuple ``(x_train, y_train, x_test, y_test)``);
         integer labels (classification) of shape ``(n,)``, or float targets (regression).
@@ -871,7 +1159,8 @@ def fit(
     Raises:
       ValueError, TypeError: before anything compiles, for an argument out of range or of
         the wrong type (the message names it and what is allowed: e.g. ``tx`` not an optax
-        transformation, ``data`` not a :class:`jopt.data.Dataset`) or bad data
+        transformation, ``data`` not a :class:`jopt.data.Dataset`, ``model`` of none of
+        the kinds of :func:`as_pure_model`) or bad data
         (mismatched lengths, NaN/inf, labels outside ``[0, num_classes)``, integer labels
         not of shape ``(n,)``, float labels that do not match the model's outputs,
         ``x_test`` examples shaped unlike ``x_train``'s).
@@ -917,6 +1206,7 @@ def fit(
         key=key,
     )
     if state is None:
+        model = as_pure_model(model)
         _check_outputs(model, data, loss)
     if accumulate is not None:
         tx = _accumulating(tx, accumulate)
@@ -952,7 +1242,7 @@ def fit(
     # SEGMENTS: continue a given state, or checkpoint every checkpoint_every steps
     if state is None:
         variables = _init_variables_jit(model, data.x_train[:1], _split_key(key)[0])
-        state = _state_from_variables(model, tx, variables)
+        state = _state_from_init(model, tx, variables)
     total = jnp.asarray(state.step + steps, jnp.int32)
     position, history = 0, None
     if checkpoint_dir is not None:
@@ -1188,7 +1478,7 @@ def _module_repr(model: nn.Module) -> str:
 
 
 def _fingerprint(
-    model: nn.Module,
+    model: Any,
     tx: optax.GradientTransformation,
     state: TrainState,
     data: Dataset,
@@ -1213,8 +1503,8 @@ def _fingerprint(
             "rule": _static_digest(tx),
         },
         "model": {
-            "repr": _module_repr(model),
-            "variables": {k: [list(v.shape), str(np.dtype(v.dtype))] for k, v in leaves.items()},
+            "repr": model.name,
+            "variables": {k: [list(v.shape), str(v.dtype)] for k, v in leaves.items()},
         },
         "data": {"arrays": arrays, "num_classes": data.num_classes},
     }

@@ -122,7 +122,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         tpe(quadratic, DISTS, batch_size=0, **kwargs)
     with pytest.raises(ValueError, match="mode"):
-        tpe(quadratic, DISTS, mode="best", **kwargs)
+        tpe(quadratic, DISTS, **{**kwargs, "mode": "best"})
+    with pytest.raises(ValueError, match="no default direction"):
+        tpe(quadratic, DISTS, **{**kwargs, "mode": None})
     with pytest.raises(TypeError, match="unknown distribution"):
         tpe(quadratic, {"learning_rate": (1e-3, 1.0)}, **kwargs)
     with pytest.raises(ValueError, match="distributions"):
@@ -134,8 +136,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="mode='max'"):
         tpe(quadratic, DISTS, storage=storage, study_name=name, **kwargs)
     with pytest.raises(ValueError, match="unknown metric 'accuracy'"):
-        tpe(quadratic, DISTS, storage=storage, study_name=name, mode="min",
-            **{**kwargs, "metric": "accuracy"})  # fmt: skip
+        tpe(quadratic, DISTS, storage=storage, study_name=name,
+            **{**kwargs, "mode": "min", "metric": "accuracy"})  # fmt: skip
     states = {t.state for t in optuna.load_study(study_name=name, storage=storage).trials}
     assert states == {optuna.trial.TrialState.FAIL}  # no RUNNING trial left behind
 

@@ -52,7 +52,9 @@ def fit_trial(
     """A resumable trial around ``jopt.train.fit``.
 
     Args:
-      model: a flax module, as for ``fit``.
+      model: a model, as for ``fit``: a flax.linen module, an ``nnx.Module`` (every member
+        starts from its parameters), a function ``rngs -> nnx.Module`` (a fresh
+        initialization per member key) or a ``jopt.models.Functional``.
       tx: a jopt optimizer (chain); the searched hyperparameters must be names that
         ``jopt.set_hparams`` accepts on its state (e.g. ``learning_rate``, ``beta``,
         ``"1/rate"``). Their values at construction do not matter.
@@ -78,6 +80,9 @@ def fit_trial(
     """
     from jopt import train
 
+    # Adapted once, so that every init and advance sees one equal (hashable) model and
+    # reuses the compiled programs.
+    model = train.as_pure_model(model)
     opt_state = jax.eval_shape(lambda: tx.init(_params_shape(model, data)))
     known = set(_hparams(opt_state)) | set(_hparams(opt_state, qualified=True))
     fit_kwargs = {"progress": False, **fit_kwargs}
@@ -116,4 +121,5 @@ def fit_trial(
 
 
 def _params_shape(model, data):
-    return model.init(jax.random.PRNGKey(0), data.x_train[:1])["params"]
+    """The parameters of a model in pure form (``jopt.train.as_pure_model``)."""
+    return model.init(jax.random.PRNGKey(0), data.x_train[:1])[0]
