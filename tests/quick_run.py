@@ -25,8 +25,10 @@ def run_quick(module: str, *extra: str, fast_compile: bool = True) -> str:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH")] if p),
     }
+    flags = " ".join(f for f in flags.split() if f != FAST_COMPILE)
     if fast_compile:
-        env["XLA_FLAGS"] = f"{flags} {FAST_COMPILE}".strip()
+        flags = f"{flags} {FAST_COMPILE}"
+    env["XLA_FLAGS"] = flags.strip()
     result = subprocess.run(
         [sys.executable, "-m", f"experiments.{module}", "--quick", *extra],
         cwd=ROOT,

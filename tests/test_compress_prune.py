@@ -113,7 +113,8 @@ def test_traced_sparsity_under_vmap_each_member_exact():
 @pytest.mark.parametrize("scope, regrow", [("global", None), ("layer", None), ("global", "dpf")])
 def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope, regrow):
     """Members whose masks change at different steps (traced begin steps), batched twice
-    (as sweep.run does: configurations x seeds), give each member's own run exactly."""
+    (as sweep.run does: configurations x seeds), give each member's own run: the same masks
+    exactly, the same values up to rounding."""
     params = make_params()
 
     def run(s, begin, seed):
@@ -147,7 +148,11 @@ def test_nested_vmap_of_scheduled_runs_equals_separate_runs(scope, regrow):
         for j in range(2):
             alone = single(sparsities[i], begins[i], seeds[j])
             member = jax.tree.map(lambda x: x[i, j], batched)
-            jax.tree.map(np.testing.assert_array_equal, member, alone)
+            # the same pruned weights exactly; the values up to how a batched program rounds
+            same_zeros = lambda a, b: np.testing.assert_array_equal(a == 0, b == 0)
+            jax.tree.map(same_zeros, member, alone)
+            close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            jax.tree.map(close, member, alone)
 
 
 def test_scheduled_sparsity_exact_every_step_and_monotone_masks():
