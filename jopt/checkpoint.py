@@ -107,16 +107,16 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _sync_directory(directory: str) -> None:
-    """Makes the renames inside ``directory`` durable (best effort: not every OS can)."""
+def sync_directory(directory: str | os.PathLike) -> None:
+    """Makes the renames inside ``directory`` durable (best effort: some platforms cannot
+    open a directory, and there the rename is all there is)."""
     try:
         handle = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(handle)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(handle)
     finally:
         os.close(handle)
 
@@ -139,7 +139,7 @@ def _swap_in(directory: str, fresh: str) -> None:
         else:
             _remove(directory)  # not a checkpoint; a finished old copy may be the trash
     _rename(fresh, directory)
-    _sync_directory(os.path.dirname(directory))
+    sync_directory(os.path.dirname(directory))
     if os.path.lexists(trash):
         _remove(trash)
 

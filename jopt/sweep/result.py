@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from jopt.checkpoint import sync_directory
+
 __all__ = ["SweepResult", "check_mode"]
 
 
@@ -235,7 +237,7 @@ class SweepResult:
             for tmp in temporaries:
                 with contextlib.suppress(OSError):
                     os.remove(tmp)
-        _fsync_directory(json_path.parent)
+        sync_directory(json_path.parent)
 
     @classmethod
     def load(cls, path: str | Path) -> SweepResult:
@@ -396,20 +398,6 @@ def _sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The renames themselves are only durable once the directory entry is flushed; some
-    # platforms (Windows) cannot open a directory, and there the rename is all we can do.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _jsonable(value: Any) -> Any:
