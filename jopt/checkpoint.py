@@ -23,12 +23,13 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import numpy as np
@@ -119,6 +120,82 @@ def sync_directory(directory: str | os.PathLike) -> None:
             os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def write_temporary(target: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> str:
+    """Writes a durable temporary file beside ``target``, for an atomic ``os.replace`` onto it.
+
+    The file is named ``.tmp-<pid>-<target name>-...`` in ``target``'s folder (one file
+    system, so the rename is atomic; the pid lets a later process remove what a killed one
+    left), synced to disk, and given the permissions a plain ``open`` would give ``target``
+    (or ``target``'s own when it exists).
+
+    Args:
+      target: the path the caller will replace with this file.
+      write: called with the open binary file.
+
+    Returns:
+      The temporary file's path; the caller renames or removes it.
+    """
+    target = Path(target)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{os.getpid()}-{target.name}-")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file readable by its owner only; the result should get the
+        # permissions a plain open() would have given it.
+        os.chmod(tmp, _file_mode(target))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return tmp
+
+
+def atomic_write(target: str | os.PathLike, data: bytes | Callable[[BinaryIO], Any]) -> None:
+    """Replaces ``target`` with new content atomically: readers see the old file or the new
+    one, never a part, and a crash leaves the old one.
+
+    Args:
+      target: the file to write (its folder must exist).
+      data: the bytes, or a function that writes them to the open binary file.
+
+    Example:
+      >>> import pathlib, tempfile
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.json"
+      >>> atomic_write(path, b'{"loss": 0.1}')
+      >>> path.read_text()
+      '{"loss": 0.1}'
+    """
+    write = data if callable(data) else (lambda f: f.write(data))
+    tmp = write_temporary(target, write)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    sync_directory(Path(target).parent)
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return stat.S_IMODE(target.stat().st_mode)  # overwriting keeps the file's mode
+    except OSError:
+        pass
+    umask = None
+    with contextlib.suppress(OSError, ValueError):
+        # Linux reports the umask here; reading it does not change it, unlike os.umask, which
+        # would briefly give other threads a umask of 0.
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _sync_processes(name: str) -> None:
@@ -752,14 +829,4 @@ class SweepStore:
                 path.unlink()
 
     def _atomic_write(self, name: str, data: bytes) -> None:
-        handle, temp = tempfile.mkstemp(dir=self.directory, prefix=f".tmp-{os.getpid()}-")
-        try:
-            with os.fdopen(handle, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, self.directory / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        atomic_write(self.directory / name, data)

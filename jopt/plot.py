@@ -14,10 +14,11 @@ import numpy as np
 
 from jopt.sweep.result import SweepResult, check_mode
 
-__all__ = ["curves", "heatmap", "parallel", "scatter"]
+__all__ = ["curves", "heatmap", "parallel", "pyplot", "scatter"]
 
 
-def _plt():
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, or an ImportError that says how to install it."""
     try:
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -71,7 +72,7 @@ def heatmap(
     Returns:
       The matplotlib axes.
     """
-    plt = _plt()
+    plt = pyplot()
     check_mode(mode, metric)
     for name in (x, y):
         if name not in result.configs[0]:
@@ -148,7 +149,7 @@ def curves(
     Returns:
       The matplotlib axes.
     """
-    plt = _plt()
+    plt = pyplot()
     value = result.metrics[metric]
     if value.ndim != 3:
         raise ValueError(
@@ -194,7 +195,7 @@ def scatter(
     Returns:
       The matplotlib axes.
     """
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
     value = result._scalar(metric)
@@ -237,7 +238,7 @@ def parallel(
     Returns:
       The matplotlib axes.
     """
-    plt = _plt()
+    plt = pyplot()
     names = list(names or [n for n in result.configs[0] if n not in result.static_names])
     if not names:
         raise ValueError("parallel needs at least one numeric hyperparameter.")

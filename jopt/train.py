@@ -28,7 +28,6 @@ The model is a flax.linen module, an ``nnx.Module``, a function ``rngs -> nnx.Mo
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -38,7 +37,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import types
 import warnings
 from collections.abc import Callable
@@ -1588,17 +1586,8 @@ def _write_fingerprint(checkpoint_dir: str, fingerprint: dict[str, Any]) -> None
     if jax.process_index() != 0:
         return
     os.makedirs(checkpoint_dir, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=checkpoint_dir, prefix=f".{_FINGERPRINT_FILE}.")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(fingerprint, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, os.path.join(checkpoint_dir, _FINGERPRINT_FILE))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    text = json.dumps(fingerprint, indent=1, sort_keys=True).encode()
+    checkpoint.atomic_write(os.path.join(checkpoint_dir, _FINGERPRINT_FILE), text)
 
 
 def _check_fingerprint(

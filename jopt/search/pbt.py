@@ -400,9 +400,9 @@ def plot_lineage(result: PBTResult, hparam: str, *, ax=None, log: bool | None = 
     Returns:
       The matplotlib axes.
     """
-    from jopt.plot import _plt
+    from jopt.plot import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     if hparam not in result.history or hparam in ("metric", "parent"):
         known = [k for k in result.history if k not in ("metric", "parent")]
         raise ValueError(f"unknown hyperparameter {hparam!r}; known: {known}.")

@@ -8,18 +8,16 @@ import hashlib
 import json
 import math
 import os
-import stat
-import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from jopt.checkpoint import sync_directory
+from jopt.checkpoint import sync_directory, write_temporary
 
 __all__ = ["SweepResult", "check_mode"]
 
@@ -221,13 +219,13 @@ class SweepResult:
             # Both files are complete on disk before either replaces its old version, which
             # narrows an inconsistent pair to a kill between the two renames; the .npz is
             # renamed first so that the .json, renamed last, vouches for it by its checksum.
-            npz_tmp = _write_temporary(
+            npz_tmp = write_temporary(
                 npz_path, lambda f: np.savez(f, diverged=self.diverged, **self.metrics)
             )
             temporaries.append(npz_tmp)
             meta["npz_sha256"] = _sha256(npz_tmp)
             text = json.dumps(meta, indent=1).encode()
-            json_tmp = _write_temporary(json_path, lambda f: f.write(text))
+            json_tmp = write_temporary(json_path, lambda f: f.write(text))
             temporaries.append(json_tmp)
             os.replace(npz_tmp, npz_path)
             temporaries.remove(npz_tmp)
@@ -354,42 +352,6 @@ def _read_meta(json_path: Path) -> dict[str, Any]:
     if not all(isinstance(m, str) for m in meta["metrics"]):
         raise ValueError(f"{json_path}: 'metrics' should hold names, got {meta['metrics']}.")
     return meta
-
-
-def _write_temporary(target: Path, write: Callable[[BinaryIO], Any]) -> str:
-    """Writes a durable temporary file next to ``target`` (same file system: rename is atomic)."""
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".tmp-{target.name}-")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; the result should get the
-        # permissions a plain open() would have given it.
-        os.chmod(tmp, _file_mode(target))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return tmp
-
-
-def _file_mode(target: Path) -> int:
-    try:
-        return stat.S_IMODE(target.stat().st_mode)  # overwriting keeps the file's mode
-    except OSError:
-        pass
-    umask = None
-    with contextlib.suppress(OSError, ValueError):
-        # Linux reports the umask here; reading it does not change it, unlike os.umask, which
-        # would briefly give other threads a umask of 0.
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-    if umask is None:
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _sha256(path: str | Path) -> str:
