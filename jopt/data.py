@@ -740,6 +740,47 @@ def _batch_indices(key: Array, step: int | Array, n: int, batch_size: int, mode:
 # ------------------------------------------------------------------------------------------
 
 
+def validation_split(data: Dataset, fraction: float = 0.2) -> Dataset:
+    """Holds out the first ``fraction`` of the training set as the held-out split.
+
+    ``fit`` evaluates on a dataset's held-out split (``x_test``, ``y_test``) and records it
+    as ``"val_loss"``/``"val_accuracy"``; to choose hyperparameters without looking at the
+    test set, fit on ``validation_split(data)`` and evaluate the chosen configuration on
+    ``data.x_test`` at the end. The first ``int(n_train * fraction)`` examples are held out,
+    in their order (no shuffle: MNIST-1D and ``digits`` are already shuffled), so the split
+    is the same on every call.
+
+    Args:
+      data: a dataset; its test split is not used.
+      fraction: the held-out share of the training set, in ``(0, 1)``; at least one example
+        must land on each side.
+
+    Returns:
+      ``Dataset(x_train[m:], y_train[m:], x_train[:m], y_train[:m])`` with
+      ``m = int(n_train * fraction)``, keeping ``num_classes``.
+
+    Examples:
+      >>> import jopt
+      >>> full = jopt.data.digits()
+      >>> train_val = jopt.data.validation_split(full)
+      >>> full.n_train, train_val.n_train, train_val.n_test
+      (1437, 1150, 287)
+    """
+    n = data.n_train
+    if isinstance(fraction, bool) or not 0 < float(fraction) < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}.")
+    held_out = int(n * float(fraction))
+    if not 1 <= held_out < n:
+        raise ValueError(
+            f"fraction={fraction} of n_train={n} holds out {held_out} examples; each side needs "
+            "at least one."
+        )
+    x, y = data.x_train, data.y_train
+    return Dataset(
+        x[held_out:], y[held_out:], x[:held_out], y[:held_out], num_classes=data.num_classes
+    )
+
+
 def kfold(data: Dataset, k: int, seed: int = 0) -> Dataset:
     """Splits the training set into ``k`` folds, stacked on a new leading axis.
 

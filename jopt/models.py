@@ -648,7 +648,7 @@ class Functional:
       >>> state, history = jopt.train.fit(
       ...     model, optax.adam(1e-2), jopt.data.digits(), steps=200, batch_size=64,
       ...     key=jax.random.PRNGKey(0), progress=False)
-      >>> bool(history["test_accuracy"][-1] > 0.9)
+      >>> bool(history["val_accuracy"][-1] > 0.9)
       True
     """
 

@@ -783,11 +783,10 @@ def _train_interval(state, data, keys, run_id, total, loop: _Loop, length: int):
             report(state, loss_sum, length)
     # EVALUATE
     metrics = {"step": state.step, "loss": loss_sum / length}
-    for split in ("train", "test"):
-        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    for prefix, x, y in (("train", data.x_train, data.y_train), ("val", data.x_test, data.y_test)):
         if x.shape[0]:
             for name, value in evaluate(state, x, y, loss=loop.loss).items():
-                metrics[f"{split}_{name}"] = value.astype(jnp.float32)
+                metrics[f"{prefix}_{name}"] = value.astype(jnp.float32)
     return state, metrics
 
 
@@ -1042,9 +1041,9 @@ def _check_outputs(model: Any, data: Dataset, loss: Any = None) -> None:
 
 def _history_like(num: int, classification: bool, has_test: bool) -> dict[str, np.ndarray]:
     """Zeros shaped like a history of ``num`` evaluations (the restore target)."""
-    names = ["loss", "train_loss"] + (["test_loss"] if has_test else [])
+    names = ["loss", "train_loss"] + (["val_loss"] if has_test else [])
     if classification:
-        names += ["train_accuracy"] + (["test_accuracy"] if has_test else [])
+        names += ["train_accuracy"] + (["val_accuracy"] if has_test else [])
     history = {name: np.zeros(num, np.float32) for name in names}
     history["step"] = np.zeros(num, np.int32)
     return history
@@ -1108,6 +1107,8 @@ def fit(
       tx: an optax ``GradientTransformation``; its hyperparameters may be tracers.
       data: a :class:`jopt.data.Dataset` (or a tuple ``(x_train, y_train, x_test, y_test)``);
         integer labels (classification) of shape ``(n,)``, or float targets (regression).
+        Its held-out split (``x_test``, ``y_test``) is what ``"val_*"`` is measured on: use
+        :func:`jopt.data.validation_split` to keep the test set out of a choice.
       steps: number of training steps (minibatches), ``>= 1``. With ``checkpoint_dir`` it
         is the total length of the run, counted from step 0 also when resuming; with
         ``state`` it is the number of steps to add.
@@ -1151,8 +1152,8 @@ def fit(
     Returns:
       ``(state, history)``: the final :class:`TrainState`, and a dict of arrays with one
       entry per evaluation: ``"step"``; ``"loss"``, the mean minibatch loss over the
-      interval; ``"train_loss"`` and ``"test_loss"`` on the full sets; and for integer
-      labels ``"train_accuracy"`` and ``"test_accuracy"``.
+      interval; ``"train_loss"`` and ``"val_loss"`` on the full sets; and for integer
+      labels ``"train_accuracy"`` and ``"val_accuracy"``.
 
     Raises:
       ValueError, TypeError: before anything compiles, for an argument out of range or of
@@ -1173,7 +1174,7 @@ def fit(
       >>> state, history = jopt.train.fit(
       ...     nn.Dense(10), optax.adam(1e-2), data, steps=200, batch_size=64,
       ...     key=jax.random.PRNGKey(0), eval_every=100, progress=False)
-      >>> history["step"].tolist(), bool(history["test_accuracy"][-1] > 0.9)
+      >>> history["step"].tolist(), bool(history["val_accuracy"][-1] > 0.9)
       ([100, 200], True)
 
     References:

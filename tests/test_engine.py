@@ -48,7 +48,7 @@ def make_trial(model, data=DATA, steps=4):
     def trial(hp, key):
         tx = jopt.momentum(hp["learning_rate"], beta=0.9)
         _, history = jopt.train.fit(model, tx, data, steps=steps, key=key, eval_every=steps, **FIT)
-        return {"loss": history["loss"][-1], "test_loss": history["test_loss"][-1]}
+        return {"loss": history["loss"][-1], "val_loss": history["val_loss"][-1]}
 
     return trial
 
@@ -73,11 +73,11 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
 
     # sweep.run: 4 configs x 3 seeds, chunks of 2 over the devices
     result = sweep.run(trial, sweep.grid(learning_rate=LRS), seeds=3, chunk_size=2, progress=False)
-    assert result.metrics["test_loss"].shape == (4, 3)
+    assert result.metrics["val_loss"].shape == (4, 3)
     for c, lr in enumerate(LRS):
         for s in range(3):
             expected = single({"learning_rate": jnp.float32(lr)}, jax.random.PRNGKey(s))
-            for metric in ("loss", "test_loss"):
+            for metric in ("loss", "val_loss"):
                 np.testing.assert_allclose(
                     result.metrics[metric][c, s], expected[metric], **TOLERANCE
                 )
@@ -88,7 +88,7 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
         {"learning_rate": sweep.LogUniform(0.01, 0.5)},
         n_trials=4,
         batch_size=2,
-        metric="test_loss",
+        metric="val_loss",
         mode="min",
         seeds=3,
         progress=False,
@@ -97,8 +97,8 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
     for c, config in enumerate(out.result.configs):
         for s in range(3):
             hp = {"learning_rate": jnp.float32(config["learning_rate"])}
-            expected = single(hp, jax.random.PRNGKey(s))["test_loss"]
-            np.testing.assert_allclose(out.result.metrics["test_loss"][c, s], expected, **TOLERANCE)
+            expected = single(hp, jax.random.PRNGKey(s))["val_loss"]
+            np.testing.assert_allclose(out.result.metrics["val_loss"][c, s], expected, **TOLERANCE)
 
     # cross_validate: 2 folds, 2 seeds; fold f of config c equals a run on fold f's data
     cv = search.cross_validate(
@@ -116,7 +116,7 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
             hp = {"learning_rate": jnp.float32(lr)}
             expected = single_fold(model, fold, hp, jax.random.PRNGKey(1))
             np.testing.assert_allclose(
-                cv.metrics["test_loss"][c, 1, f], expected["test_loss"], **TOLERANCE
+                cv.metrics["val_loss"][c, 1, f], expected["val_loss"], **TOLERANCE
             )
 
     resumable = search.fit_trial(model, jopt.momentum(0.0, beta=0.9), DATA, batch_size=8)
@@ -127,17 +127,17 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
         sweep.grid(learning_rate=LRS[1:]),
         min_steps=2,
         eta=3,
-        metric="test_loss",
+        metric="val_loss",
         mode="min",
         seed=1,
         progress=False,
     )
     first = halving.history[0]
     for row, c in enumerate(first["configs"]):
-        expected = single_fit(model, LRS[1 + c], jax.random.PRNGKey(1), 2)["test_loss"][-1]
+        expected = single_fit(model, LRS[1 + c], jax.random.PRNGKey(1), 2)["val_loss"][-1]
         np.testing.assert_allclose(first["values"][row], expected, **TOLERANCE)
     survivor = halving.best_index
-    expected = single_fit(model, LRS[1 + survivor], jax.random.PRNGKey(1), 6)["test_loss"][-1]
+    expected = single_fit(model, LRS[1 + survivor], jax.random.PRNGKey(1), 6)["val_loss"][-1]
     np.testing.assert_allclose(halving.best_value, expected, **TOLERANCE)
 
     # PBT: 2 members; the first round is each member's own 2-step run (all with key 0)
@@ -147,13 +147,13 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
         [{"learning_rate": lr} for lr in members],
         rounds=2,
         ready_every=2,
-        metric="test_loss",
+        metric="val_loss",
         mode="min",
         fraction=0.5,
         key=1,
     )
     for i, lr in enumerate(members):
-        expected = single_fit(model, lr, jax.random.PRNGKey(1), 2)["test_loss"][-1]
+        expected = single_fit(model, lr, jax.random.PRNGKey(1), 2)["val_loss"][-1]
         np.testing.assert_allclose(population.history["metric"][0, i], expected, **TOLERANCE)
 
 

@@ -69,11 +69,11 @@ def test_each_kind_learns_digits(kind):
     state, history = fit(
         KINDS[kind], jopt.adam(1e-2), DATA, steps=300, batch_size=64, key=KEY, progress=False
     )
-    assert history["test_accuracy"][-1] > 0.85
+    assert history["val_accuracy"][-1] > 0.85
     assert int(state.step) == 300
     # evaluate on the returned state reproduces the history's last evaluation
     metrics = jax.jit(evaluate)(state, DATA.x_test, DATA.y_test)
-    assert float(metrics["accuracy"]) == float(history["test_accuracy"][-1])
+    assert float(metrics["accuracy"]) == float(history["val_accuracy"][-1])
 
 
 def test_nnx_instance_gives_its_own_params_for_every_key_and_is_left_alone():
@@ -127,7 +127,7 @@ def test_nnx_copy_of_a_linen_mlp_gives_the_same_run():
     state, ours = fit(model, jopt.adam(1e-2), DATA, **run)
     assert linen["loss"].shape == (50,)
     np.testing.assert_allclose(ours["loss"], linen["loss"], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(ours["test_loss"], linen["test_loss"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours["val_loss"], linen["val_loss"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(
         state.params["out"]["kernel"], linen_state.params["Dense_1"]["kernel"], atol=1e-5
     )
@@ -139,14 +139,14 @@ def test_nnx_batch_norm_and_dropout_train_and_evaluate():
     state, history = fit(
         build, jopt.adam(1e-2), DATA, steps=300, batch_size=64, key=KEY, progress=False
     )
-    assert history["test_accuracy"][-1] > 0.85
+    assert history["val_accuracy"][-1] > 0.85
     mean = state.batch_stats["norm"]["mean"]
     assert np.abs(mean).min() > 1e-3  # the running statistics moved from their zeros
     # eval mode: running statistics, no dropout; deterministic
     first = jax.jit(evaluate)(state, DATA.x_test, DATA.y_test)
     second = jax.jit(evaluate)(state, DATA.x_test, DATA.y_test)
     assert float(first["loss"]) == float(second["loss"])
-    np.testing.assert_allclose(first["loss"], history["test_loss"][-1], rtol=1e-6)
+    np.testing.assert_allclose(first["loss"], history["val_loss"][-1], rtol=1e-6)
     # eval normalizes with the running statistics: changing them changes the outputs
     shifted = state.replace(
         batch_stats={
@@ -218,7 +218,7 @@ def _trial(model):
         # the initial state fit starts from (fit initializes from the first of three keys)
         start = create_train_state(model, tx, DATA.x_train[:1], jax.random.split(key, 3)[0])
         return {
-            "test_accuracy": history["test_accuracy"][-1],
+            "val_accuracy": history["val_accuracy"][-1],
             "train_loss": history["train_loss"][-1],
             "initial_loss": evaluate(start, DATA.x_test, DATA.y_test)["loss"],
         }
@@ -244,7 +244,7 @@ def test_each_kind_in_a_sweep_equals_single_runs(kind):
         np.testing.assert_array_equal(initial[:, 0], initial[:, 1])
     else:  # a fresh initialization per seed
         assert np.all(np.abs(initial[:, 0] - initial[:, 1]) > 1e-4)
-    assert result.metrics["test_accuracy"].max() > 0.8
+    assert result.metrics["val_accuracy"].max() > 0.8
 
 
 # ------------------------------------------------------------------------------ search
@@ -260,7 +260,7 @@ def test_fit_trial_in_successive_halving(kind):
         space,
         min_steps=10,
         eta=2,
-        metric="test_accuracy",
+        metric="val_accuracy",
         progress=False,
         seed=3,
         mode="max",
@@ -278,4 +278,4 @@ def test_fit_trial_in_successive_halving(kind):
         key=jax.random.PRNGKey(3),
         progress=False,
     )
-    assert out.best_value == pytest.approx(float(history["test_accuracy"][-1]), abs=1e-6)
+    assert out.best_value == pytest.approx(float(history["val_accuracy"][-1]), abs=1e-6)

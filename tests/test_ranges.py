@@ -13,7 +13,7 @@ import pytest
 import jopt
 from jopt import search, sweep
 
-ARGS = {"min_steps": 2, "metric": "test_accuracy", "mode": "max", "progress": False}
+ARGS = {"min_steps": 2, "metric": "val_accuracy", "mode": "max", "progress": False}
 
 
 def test_set_and_scale_hparams_check_the_new_values():
@@ -82,7 +82,7 @@ def test_halving_hyperband_tpe_and_pbt_refuse_bad_values():
             max_steps=4,
             min_steps=2,
             eta=2,
-            metric="test_accuracy",
+            metric="val_accuracy",
             progress=False,
             mode="max",
         )
@@ -92,7 +92,7 @@ def test_halving_hyperband_tpe_and_pbt_refuse_bad_values():
             [{"learning_rate": 0.1, "beta": 1.2}, {"learning_rate": 0.1, "beta": 0.5}],
             rounds=2,
             ready_every=2,
-            metric="test_accuracy",
+            metric="val_accuracy",
             mode="max",
         )
 

@@ -61,7 +61,7 @@ def test_survivor_equals_one_uninterrupted_fit():
         space,
         min_steps=10,
         eta=2,
-        metric="test_accuracy",
+        metric="val_accuracy",
         progress=False,
         seed=3,
         mode="max",
@@ -78,7 +78,7 @@ def test_survivor_equals_one_uninterrupted_fit():
         key=jax.random.PRNGKey(3),
         progress=False,
     )
-    assert out.best_value == pytest.approx(float(history["test_accuracy"][-1]), abs=1e-6)
+    assert out.best_value == pytest.approx(float(history["val_accuracy"][-1]), abs=1e-6)
 
 
 def test_resumed_carry_equals_uninterrupted_params():

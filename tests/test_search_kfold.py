@@ -101,7 +101,7 @@ def test_fit_vmaps_over_folds():
                 model, jopt.sgd(hp["learning_rate"]), fold, steps=10, batch_size=32, key=key,
                 progress=False,
             )  # fmt: skip
-            return {"accuracy": history["test_accuracy"][-1]}
+            return {"accuracy": history["val_accuracy"][-1]}
 
         return trial
 

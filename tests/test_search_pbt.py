@@ -205,7 +205,7 @@ def test_composes_with_fit_trial():
     trial = fit_trial(jopt.models.Linear(), tx, data, batch_size=32)
     configs = [{"learning_rate": lr, "1/strength": 1e-4} for lr in (0.003, 0.01, 0.03, 0.1)]
     out = pbt(
-        trial, configs, rounds=2, ready_every=10, metric="test_accuracy", fraction=0.25, mode="max"
+        trial, configs, rounds=2, ready_every=10, metric="val_accuracy", fraction=0.25, mode="max"
     )
     h = out.history
     worst, best0 = int(np.argmin(h["metric"][0])), int(np.argmax(h["metric"][0]))
@@ -217,7 +217,7 @@ def test_composes_with_fit_trial():
     np.testing.assert_allclose(opt_hp["learning_rate"], h["learning_rate"][1])
     np.testing.assert_allclose(opt_hp["1/strength"], h["1/strength"][1])
     np.testing.assert_array_equal(out.carry["state"].step, [20] * 4)
-    assert out.result.metrics["test_accuracy"].shape == (4, 1)
+    assert out.result.metrics["val_accuracy"].shape == (4, 1)
 
 
 def test_plot_lineage(noisy_run):

@@ -73,13 +73,13 @@ def baseline():
 def test_history_contents(baseline):
     state, history = baseline
     assert sorted(history) == [
-        "loss", "step", "test_accuracy", "test_loss", "train_accuracy", "train_loss"
+        "loss", "step", "train_accuracy", "train_loss", "val_accuracy", "val_loss"
     ]  # fmt: skip
     np.testing.assert_array_equal(history["step"], [20, 40])
     assert int(state.step) == 40
     final = jax.jit(evaluate)(state, DATA.x_test, DATA.y_test)
-    np.testing.assert_allclose(history["test_loss"][-1], final["loss"], rtol=1e-6)
-    np.testing.assert_allclose(history["test_accuracy"][-1], final["accuracy"])
+    np.testing.assert_allclose(history["val_loss"][-1], final["loss"], rtol=1e-6)
+    np.testing.assert_allclose(history["val_accuracy"][-1], final["accuracy"])
     assert history["train_loss"][-1] < history["train_loss"][0]
 
 
@@ -314,7 +314,7 @@ def test_batch_norm_statistics_update_in_train_and_are_used_in_eval():
     # eval normalizes with the running statistics: changing them changes the outputs
     shifted = state.replace(batch_stats=jax.tree.map(lambda s: s + 1.0, state.batch_stats))
     test_loss = jax.jit(evaluate)(shifted, DATA.x_test, DATA.y_test)["loss"]
-    assert abs(test_loss - history["test_loss"][-1]) > 1e-3
+    assert abs(test_loss - history["val_loss"][-1]) > 1e-3
     # a train step moves the running mean towards the batch mean (momentum 0.5)
     x = DATA.x_train[:32]
     hidden = x @ state.params["Dense_0"]["kernel"] + state.params["Dense_0"]["bias"]
@@ -376,8 +376,8 @@ def test_regression_with_mse_reaches_the_noise_floor():
     _, history = fit(
         nn.Dense(1), optax.sgd(0.1), data, key=KEY, **{**SEQ, "steps": 200, "batch_size": 32}
     )
-    assert sorted(history) == ["loss", "step", "test_loss", "train_loss"]
-    assert float(history["test_loss"][-1]) < 0.02  # noise variance 0.01
+    assert sorted(history) == ["loss", "step", "train_loss", "val_loss"]
+    assert float(history["val_loss"][-1]) < 0.02  # noise variance 0.01
 
 
 def test_accumulate_accepts_optax_float_schedules():

@@ -44,7 +44,7 @@ class SearchResult:
       compute_steps: training steps spent on real configurations (padding excluded).
       padded_steps: training steps actually computed, padding rows included.
       best_index: the row of ``best`` in ``result.configs`` (and in its metrics), e.g.
-        ``result.metrics["test_accuracy"][best_index]`` for the pick's held-out score.
+        ``result.metrics["val_accuracy"][best_index]`` for the pick's held-out score.
     """
 
     result: SweepResult

@@ -67,7 +67,7 @@ def fit_trial(
     Returns:
       A ``Resumable`` whose carry is ``{"state": TrainState, "key": key}`` and whose
       ``advance`` reports the last evaluation of ``fit``'s history (``loss``,
-      ``test_accuracy``, ...) after the added steps.
+      ``val_accuracy``, ...) after the added steps.
 
     Examples:
       >>> import jax, jopt
@@ -75,7 +75,7 @@ def fit_trial(
       >>> trial = jopt.search.fit_trial(jopt.models.Linear(), jopt.sgd(0.0), data, batch_size=64)
       >>> carry = trial.init({"learning_rate": 0.1}, jax.random.PRNGKey(0))
       >>> carry, metrics = trial.advance(carry, {"learning_rate": 0.1}, 50)
-      >>> int(carry["state"].step), bool(metrics["test_accuracy"] > 0.5)
+      >>> int(carry["state"].step), bool(metrics["val_accuracy"] > 0.5)
       (50, True)
     """
     from jopt import train
