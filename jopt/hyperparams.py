@@ -54,11 +54,13 @@ __all__ = [
     "default_check",
     "hparams",
     "in_unit_interval",
+    "is_concrete",
     "positive",
     "recording_checks",
     "scale_hparams",
     "set_hparams",
     "stateful_transform",
+    "validate_hyperparam",
 ]
 
 ScalarOrSchedule = float | int | jax.Array | Callable[[jax.Array], jax.Array]
@@ -225,7 +227,7 @@ def check_range(kind: str, name: str, value: Any, check: Check | None) -> None:
     traced value is recorded for ``recording_checks`` instead."""
     if check is None:
         return
-    if not _is_concrete(value):
+    if not is_concrete(value):
         recorder = _RECORDING.get()
         if recorder is not None and isinstance(value, jax.core.Tracer):
             recorder.append(RecordedCheck(kind, name, check, value))
@@ -241,14 +243,15 @@ def _elementwise_ok(check: Check, array: np.ndarray) -> np.ndarray:
     return np.asarray([check.ok(v) for v in array.reshape(-1)]).reshape(array.shape)
 
 
-def _is_concrete(value: Any) -> bool:
+def is_concrete(value: Any) -> bool:
+    """Whether ``value`` is a number that can be read now (not a tracer, not a schedule)."""
     if isinstance(value, jax.core.Tracer):
         return False
     return isinstance(value, (int, float, np.ndarray, np.generic, jax.Array))
 
 
 def _check_value(kind: str, name: str, value: Any, check: Check | None) -> None:
-    if not _is_concrete(value):
+    if not is_concrete(value):
         check_range(kind, name, value, check)  # records it, when a sweep is tracing
         return
     array = np.asarray(value)
@@ -260,8 +263,24 @@ def _check_value(kind: str, name: str, value: Any, check: Check | None) -> None:
     check_range(kind, name, array, check)
 
 
-def _validate(kind: str, name: str, value: Any, check: Check | None) -> None:
-    """TypeError for a value that is neither a number nor a schedule; ValueError if out of range."""
+def validate_hyperparam(kind: str, name: str, value: Any, check: Check | None) -> None:
+    """Checks a hyperparameter where its value is concrete (a schedule at count 0).
+
+    The one place jopt's transforms validate a numeric hyperparameter: a bool, ``None`` or a
+    string is a TypeError; a concrete number or a schedule's first value outside ``check``'s
+    range is a ValueError naming ``kind``, ``name``, the value and the range. A tracer is
+    recorded for the sweep's range checks instead (see :func:`check_range`).
+
+    Args:
+      kind: the transform's name, for the message (``"sgd"``).
+      name: the hyperparameter's name (``"learning_rate"``).
+      value: a float, a JAX scalar or a schedule ``count -> value``.
+      check: its allowed range (``None``: any finite number).
+
+    Raises:
+      TypeError: ``value`` is neither a number nor a schedule.
+      ValueError: ``value`` is concrete and out of range.
+    """
     if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
         raise TypeError(
             f"{kind}: {name} must be a float, a JAX scalar or a schedule (count -> value), "
@@ -328,7 +347,7 @@ def stateful_transform(
     checks = dict(checks or {})
     hyperparams = dict(hyperparams)
     for key, value in hyperparams.items():
-        _validate(kind, key, value, checks.get(key))
+        validate_hyperparam(kind, key, value, checks.get(key))
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{kind}: name must be a string or None, got {type(name).__name__}.")
     scheduled = {

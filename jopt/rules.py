@@ -30,12 +30,12 @@ from jopt.hyperparams import (
     Check,
     EditableSchedule,
     ScalarOrSchedule,
-    _validate,
     at_least,
     default_check,
     in_unit_interval,
     positive,
     stateful_transform,
+    validate_hyperparam,
 )
 
 __all__ = [
@@ -1016,7 +1016,7 @@ def from_optax(
         if key in hyperparams:
             # Only given values are checked: a factory's own defaults are its author's choice
             # (optimistic_gradient_descent's beta=1.0 is not a decay).
-            _validate(kind, key, value, default_check(key))
+            validate_hyperparam(kind, key, value, default_check(key))
             # A plain callable would be wrapped by inject_hyperparams anyway; ours can also be
             # pinned and scaled by set_hparams / scale_hparams.
             given[key] = (

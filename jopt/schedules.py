@@ -30,10 +30,10 @@ import optax
 from optax.schedules import constant_schedule, join_schedules
 
 from jopt.hyperparams import (
-    _is_concrete,
     at_least,
     hparams,
     in_unit_interval,
+    is_concrete,
     scale_hparams,
     stateful_transform,
 )
@@ -57,7 +57,7 @@ Schedule = optax.Schedule
 
 
 def _nonnegative(name: str, value: Any) -> None:
-    if _is_concrete(value) and not np.all(np.asarray(value) >= 0):
+    if is_concrete(value) and not np.all(np.asarray(value) >= 0):
         raise ValueError(f"{name} must be >= 0, got {np.asarray(value).tolist()!r}.")
 
 
@@ -150,7 +150,7 @@ def cosine_decay_schedule(
       >>> round(float(jopt.schedules.cosine_decay_schedule(1.0, 10)(5)), 6)
       0.5
     """
-    if _is_concrete(decay_steps) and not np.all(np.asarray(decay_steps) > 0):
+    if is_concrete(decay_steps) and not np.all(np.asarray(decay_steps) > 0):
         raise ValueError(f"decay_steps must be > 0, got {decay_steps!r}.")
     return _cosine(init_value, decay_steps, alpha, exponent)
 
@@ -180,7 +180,7 @@ def warmup_cosine_decay_schedule(
       [0.5, 1.0, 0.5, 0.0]
     """
     _nonnegative("warmup_steps", warmup_steps)
-    if _is_concrete(decay_steps) and _is_concrete(warmup_steps):
+    if is_concrete(decay_steps) and is_concrete(warmup_steps):
         if not np.all(np.asarray(decay_steps) > np.asarray(warmup_steps)):
             raise ValueError(
                 f"decay_steps ({decay_steps!r}) must be > warmup_steps ({warmup_steps!r})."
@@ -228,7 +228,7 @@ def exponential_decay(
       >>> float(jopt.schedules.exponential_decay(1.0, 10, 0.5)(20))
       0.25
     """
-    if _is_concrete(transition_steps) and not np.all(np.asarray(transition_steps) > 0):
+    if is_concrete(transition_steps) and not np.all(np.asarray(transition_steps) > 0):
         raise ValueError(f"transition_steps must be > 0, got {transition_steps!r}.")
     _nonnegative("decay_rate", decay_rate)
     _nonnegative("transition_begin", transition_begin)
@@ -292,7 +292,7 @@ def inverse_sqrt_schedule(init_value: Any, timescale: Any = 1.0) -> Schedule:
       >>> float(jopt.schedules.inverse_sqrt_schedule(1.0)(3))
       0.5
     """
-    if _is_concrete(timescale) and not np.all(np.asarray(timescale) > 0):
+    if is_concrete(timescale) and not np.all(np.asarray(timescale) > 0):
         raise ValueError(f"timescale must be > 0, got {timescale!r}.")
 
     def schedule(count):

@@ -47,9 +47,9 @@ from jax import lax
 from jopt.hyperparams import (
     Check,
     ScalarOrSchedule,
-    _validate,
     in_unit_interval,
     stateful_transform,
+    validate_hyperparam,
 )
 
 __all__ = ["PruneState", "gradual", "prune", "sparsity", "sparsity_jnp"]
@@ -464,7 +464,9 @@ def prune(
     else:
         checks: dict[str, Check] = {"sparsity": in_unit_interval()}
         if delayed:
-            _validate("prune", "sparsity", sparsity, checks["sparsity"])  # before it is wrapped
+            validate_hyperparam(
+                "prune", "sparsity", sparsity, checks["sparsity"]
+            )  # before it is wrapped
             sparsity = _from_step(sparsity, begin_step)
         hyperparams = {"sparsity": sparsity}
 
