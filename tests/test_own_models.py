@@ -92,9 +92,9 @@ def test_nnx_instances_of_one_architecture_keep_their_own_params():
     tx = jopt.adam(1e-2)
     run = dict(steps=20, batch_size=64, key=KEY, progress=False)
     _, first = fit(NNX_INSTANCE, tx, DATA, **run)
-    compiled = train._run._cache_size()
+    compiled = train.run._cache_size()
     _, again = fit(NNX_INSTANCE, tx, DATA, **run)
-    assert train._run._cache_size() == compiled  # the same module reuses its compiled run
+    assert train.run._cache_size() == compiled  # the same module reuses its compiled run
     np.testing.assert_array_equal(again["train_loss"], first["train_loss"])
     # another module of the same graph: its own parameters, not the compiled ones
     _, other = fit(NNXMLP(rngs=nnx.Rngs(1)), tx, DATA, **run)

@@ -112,7 +112,7 @@ def test_fit_matches_hand_written_optax_scan(baseline):
 
 def test_gathering_each_step_equals_gathering_each_block(monkeypatch, baseline):
     """Examples too large for a block-wide gather are gathered step by step: same run."""
-    monkeypatch.setattr(train, "_BLOCK_GATHER_BYTES", 0)
+    monkeypatch.setattr(train.compiled, "_BLOCK_GATHER_BYTES", 0)
     jax.clear_caches()  # the cached program gathers per block
     state, history = fit(MODEL, TX, DATA, key=KEY, **RUN)
     leaves_equal(state.params, baseline[0].params)
@@ -276,7 +276,7 @@ def test_one_tqdm_bar_per_run_under_vmap_and_none_without_progress(monkeypatch):
         def close(self):
             self.closed = True
 
-    monkeypatch.setattr(train, "tqdm", FakeBar)
+    monkeypatch.setattr(train.progress, "tqdm", FakeBar)
     run = lambda k: fit(MODEL, TX, DATA, key=k, progress=True, **PROGRESS_RUN)
     sweep = jax.jit(jax.vmap(run))
     keys = jax.random.split(KEY, 4)
@@ -288,7 +288,7 @@ def test_one_tqdm_bar_per_run_under_vmap_and_none_without_progress(monkeypatch):
     sweep(keys[::-1])  # the compiled program runs again: a new bar
     assert len(bars) == 2 and bars[1].closed and [n for n, _ in bars[1].updates][-1] == 40
     np.testing.assert_allclose(bars[1].updates[-1][1], history["loss"][-1, -1], rtol=1e-3)
-    assert all(progress.bar is None for progress in train._PROGRESS.values())  # all closed
+    assert all(progress.bar is None for progress in train.progress._PROGRESS.values())  # all closed
     jaxpr = jax.make_jaxpr(lambda k: fit(MODEL, TX, DATA, key=k, **RUN)[1])(KEY)
     assert "debug_callback" not in str(jaxpr)
     assert len(bars) == 2
@@ -296,9 +296,9 @@ def test_one_tqdm_bar_per_run_under_vmap_and_none_without_progress(monkeypatch):
 
 def test_default_progress_reports_about_20_times_on_whole_blocks():
     # each report costs ~0.3 ms of host callback, so the default keeps them few
-    assert train._default_progress_every(20_000, 20_000, 100) == 960  # blocks of 80 steps
-    assert train._default_progress_every(1000, 1000, 16) == 100  # a divisor of 500-step blocks
-    assert train._default_progress_every(6000, 250, 100) == 300  # fit caps it at eval_every
+    assert train.default_progress_every(20_000, 20_000, 100) == 960  # blocks of 80 steps
+    assert train.default_progress_every(1000, 1000, 16) == 100  # a divisor of 500-step blocks
+    assert train.default_progress_every(6000, 250, 100) == 300  # fit caps it at eval_every
     steps = []
     fit(MODEL, TX, DATA, key=KEY, steps=400, batch_size=16, progress=lambda s, _: steps.append(s))
     assert steps == [100, 200, 300, 400]
@@ -464,7 +464,7 @@ def test_bad_inputs_raise_clear_errors_before_any_compute(change, error, match, 
     def computed(*args, **kwargs):
         raise AssertionError("fit computed before checking its inputs")
 
-    for name in ("_init_variables_jit", "_run", "_run_segment"):
+    for name in ("init_model", "run", "run_segment"):
         monkeypatch.setattr(train, name, computed)
     args = {"model": MODEL, "tx": TX, "data": DATA, **change}
     with pytest.raises(error, match=match):
@@ -522,9 +522,9 @@ def test_resume_with_another_dataset_is_refused(tmp_path):
 
 
 def test_fingerprint_hashes_large_arrays_by_their_ends(monkeypatch):
-    monkeypatch.setattr(train, "_HASH_FULL_BYTES", 1 << 20)  # larger arrays: samples only
+    monkeypatch.setattr(train.resume, "_HASH_FULL_BYTES", 1 << 20)  # larger arrays: samples only
     big = np.zeros((3 << 20) // 4 + 3, np.float32)  # 3 MiB and a bit
-    digest = train._array_digest
+    digest = train.resume._array_digest
     assert digest(big) == digest(big.copy()) == digest(jnp.asarray(big))
     for position in (0, (1 << 18) - 1, -(1 << 18), -1):  # in the first or the last MiB
         changed = big.copy()
@@ -535,10 +535,10 @@ def test_fingerprint_hashes_large_arrays_by_their_ends(monkeypatch):
 
 def test_fingerprint_is_stored_and_checkpoints_without_one_resume_with_a_warning(tmp_path):
     fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "steps": 20})
-    stored = tmp_path / train._FINGERPRINT_FILE
+    stored = tmp_path / train.resume._FINGERPRINT_FILE
     assert stored.exists() and sorted(p.name for p in tmp_path.iterdir()) == [
         "20",
-        train._FINGERPRINT_FILE,
+        train.resume._FINGERPRINT_FILE,
     ]
     with pytest.raises(ValueError, match=r"written with .*'eval_every': 20"):  # before restoring
         fit(MODEL, TX, DATA, key=KEY, checkpoint_dir=tmp_path, **{**SEQ, "eval_every": 10})

@@ -97,7 +97,7 @@ def fit_trial(
         return state.replace(opt_state=set_hparams(state.opt_state, **hp))
 
     def init(hp, key):
-        init_key = jax.random.split(key, 3)[0]  # the key fit() initializes the model with
+        init_key = train.run_keys(key)[0]  # the key fit() initializes the model with
         state = train.create_train_state(model, tx, data.x_train[:1], init_key)
         return {"state": with_hparams(state, hp), "key": key}
 
