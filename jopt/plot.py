@@ -1,4 +1,4 @@
-"""Standard pictures of a sweep: heatmaps, learning curves with seed bands, scatter plots.
+"""Standard pictures of a sweep: heatmaps, learning curves with seed bands, scatters, Pareto fronts.
 
 Each function draws on a matplotlib ``Axes`` (a new figure when ``ax`` is None) and returns the
 axes, so figures compose like any matplotlib code. matplotlib is an extra:
@@ -14,7 +14,7 @@ import numpy as np
 
 from jopt.sweep.result import SweepResult, check_mode
 
-__all__ = ["curves", "heatmap", "parallel", "pyplot", "scatter"]
+__all__ = ["curves", "heatmap", "parallel", "pareto", "pyplot", "scatter"]
 
 
 def pyplot() -> Any:
@@ -216,6 +216,82 @@ def scatter(
     if logx or (logx is None and np.all(xs > 0) and xs.max() / xs.min() > 100):
         ax.set_xscale("log")
     ax.set_xlabel(x)
+    return ax
+
+
+def pareto(
+    result: SweepResult,
+    x: str,
+    y: str,
+    *,
+    modes: Sequence[str],
+    ax=None,
+    logx: bool | None = None,
+    label: str | None = None,
+    color: str = "C3",
+):
+    """Two seed-mean metrics against each other, with the Pareto front of the configurations.
+
+    Every configuration is a grey point; the front (``result.pareto([x, y], modes)``) is
+    drawn on top and joined by the staircase that bounds the region it dominates. Diverged
+    configurations (a diverged seed or a non-finite mean) are left out and counted in the
+    legend.
+
+    Args:
+      result: a ``SweepResult``.
+      x, y: metric names for the two axes (curves are read at their last entry).
+      modes: ``"max"`` or ``"min"`` for ``x`` and for ``y``.
+      ax: matplotlib axes to draw on.
+      logx: log scale on x, e.g. for bytes or FLOPs (default: when every value is positive
+        and they span more than two decades).
+      label: a hyperparameter name to write beside each point of the front.
+      color: the front's colour.
+
+    Returns:
+      The matplotlib axes.
+    """
+    plt = pyplot()
+    modes = [modes] if isinstance(modes, str) else list(modes)
+    front = result.pareto([x, y], modes)
+    if label is not None and label not in result.configs[0]:
+        raise ValueError(
+            f"label: unknown hyperparameter {label!r}; known: {list(result.configs[0])}."
+        )
+    xs, ys = result._score(x), result._score(y)
+    shown = np.isfinite(xs) & np.isfinite(ys)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    hidden = int((~shown).sum())
+    ax.scatter(
+        xs[shown],
+        ys[shown],
+        color="0.6",
+        s=16,
+        label="configurations" + (f" ({hidden} diverged, not shown)" if hidden else ""),
+    )
+    order = front[np.argsort(xs[front], kind="stable")]
+    # Consecutive points of the front meet at the corner worse in both metrics: after the
+    # next x when x is minimized, before it when x is maximized.
+    ax.step(xs[order], ys[order], where="post" if modes[0] == "min" else "pre", color=color, lw=1.2)
+    ax.scatter(xs[order], ys[order], color=color, s=28, zorder=3, label="Pareto front")
+    if label is not None:
+        for i in order:
+            ax.annotate(
+                _fmt(result.configs[i][label]),
+                (xs[i], ys[i]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
+    finite = xs[shown]
+    if logx or (
+        logx is None and finite.size and finite.min() > 0 and finite.max() / finite.min() > 100
+    ):
+        ax.set_xscale("log")
+    better = {"max": "higher is better", "min": "lower is better"}
+    ax.set_xlabel(f"{x} ({better[modes[0]]})")
+    ax.set_ylabel(f"{y} ({better[modes[1]]})")
+    ax.legend(fontsize=8)
     return ax
 
 

@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 
 from jopt.checkpoint import sync_directory, write_temporary
+from jopt.sweep.pareto import non_dominated
+from jopt.sweep.spaces import Space, stable_repr
 
 __all__ = ["SweepResult", "check_mode"]
+
+# User attributes of the trials ``SweepResult.to_optuna`` writes.
+SWEEP_ATTR = "jopt_sweep"  # id of the sweep: a hash of its configs, seeds and metric names
+CONFIG_ATTR = "jopt_config"  # the configuration's index in ``SweepResult.configs``
 
 
 def check_mode(mode: Any, metric: Any) -> str:
@@ -101,6 +107,12 @@ class SweepResult:
             value = value.reshape(value.shape[0], value.shape[1], -1)[..., -1]
         return value.astype(np.float64)
 
+    def _score(self, metric: str) -> np.ndarray:
+        """Seed mean per config of the scalar ``metric``; NaN where a seed diverged."""
+        score = self._scalar(metric).mean(axis=1)
+        score[self.diverged.any(axis=1) | ~np.isfinite(score)] = np.nan
+        return score
+
     def mean(self, metric: str) -> np.ndarray:
         """Seed mean per config ``(n_configs, *metric_shape)``; diverged runs count as NaN."""
         return self._masked(metric, np.nanmean)
@@ -132,9 +144,7 @@ class SweepResult:
           ValueError: no or an unknown ``mode``, an unknown metric, or every config diverged.
         """
         check_mode(mode, metric)
-        value = self._scalar(metric)
-        score = value.mean(axis=1)
-        score[self.diverged.any(axis=1) | ~np.isfinite(score)] = np.nan
+        score = self._score(metric)
         if np.all(np.isnan(score)):
             raise ValueError("every configuration diverged: there is no best one.")
         return int(np.nanargmax(score) if mode == "max" else np.nanargmin(score))
@@ -145,6 +155,84 @@ class SweepResult:
         ``mode`` (``"max"`` or ``"min"``) is required, as for ``best_index``.
         """
         return dict(self.configs[self.best_index(metric, mode)])
+
+    def _check_objectives(
+        self, metrics: list[str], modes: list[Any], metrics_arg: str, modes_arg: str
+    ) -> None:
+        """ValueErrors for unknown metrics or modes that are not one "max"/"min" per metric."""
+        unknown = [name for name in metrics if name not in self.metrics]
+        if unknown:
+            raise ValueError(
+                f"{metrics_arg}: unknown metric(s) {unknown}; known: {sorted(self.metrics)}."
+            )
+        if not metrics or len(modes) != len(metrics):
+            raise ValueError(
+                f"{modes_arg} must give one 'max' or 'min' per metric of {metrics_arg}="
+                f"{metrics}, got {modes_arg}={modes!r}."
+            )
+        for name, mode in zip(metrics, modes):
+            check_mode(mode, name)
+
+    def _intermediate_values(
+        self, metric: str, steps: Sequence[int] | None
+    ) -> list[dict[int, float]]:
+        """Per config, step -> mean of the curve ``metric`` over the seeds finite there."""
+        if metric not in self.metrics:
+            raise ValueError(
+                f"intermediate: unknown metric {metric!r}; known: {sorted(self.metrics)}."
+            )
+        curve = self.metrics[metric].astype(np.float64)
+        if curve.ndim != 3:
+            raise ValueError(
+                f"intermediate={metric!r} must be a curve of shape (n_configs, n_seeds, T), "
+                f"got shape {curve.shape}."
+            )
+        steps = range(curve.shape[2]) if steps is None else steps
+        if len(steps) != curve.shape[2]:
+            raise ValueError(
+                f"intermediate_steps must give one step per entry of {metric!r} "
+                f"({curve.shape[2]}), got {len(steps)}: {steps!r}."
+            )
+        with warnings.catch_warnings():  # a step where no seed is finite: NaN, left out
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(np.where(np.isfinite(curve), curve, np.nan), axis=1)
+        return [{int(s): float(v) for s, v in zip(steps, row) if np.isfinite(v)} for row in means]
+
+    def pareto(self, metrics: Sequence[str], modes: Sequence[str]) -> np.ndarray:
+        """Indices of the configurations on the Pareto front of several seed-mean metrics.
+
+        A configuration is on the front when no other one is at least as good in every metric
+        and better in one (``jopt.sweep.pareto.non_dominated``). Each metric enters by its seed
+        mean (a curve by its last entry); a configuration with a diverged seed, or a non-finite
+        mean, is never on the front, as in ``best``.
+
+        Args:
+          metrics: metric names, one per objective (e.g. ``["accuracy", "bytes"]``).
+          modes: ``"max"`` or ``"min"`` per metric, in the same order (no default, as for
+            ``best``).
+
+        Returns:
+          The indices into ``configs`` of the non-dominated configurations, sorted (an int
+          ``np.ndarray``; empty when every configuration diverged).
+
+        Raises:
+          ValueError: an unknown metric (the known ones are listed), or ``modes`` not one
+            ``"max"``/``"min"`` per metric.
+
+        Examples:
+          >>> import numpy as np, jopt
+          >>> r = jopt.sweep.SweepResult(
+          ...     [{"width": 8}, {"width": 16}, {"width": 32}, {"width": 64}],
+          ...     {"acc": np.array([[0.80], [0.90], [0.85], [np.nan]]),
+          ...      "bytes": np.array([[100.0], [200.0], [400.0], [800.0]])}, seeds=[0])
+          >>> r.pareto(["acc", "bytes"], ["max", "min"]).tolist()
+          [0, 1]
+        """
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        modes = [modes] if modes is None or isinstance(modes, str) else list(modes)
+        self._check_objectives(metrics, modes, "metrics", "modes")
+        values = np.stack([self._score(name) for name in metrics], axis=1)
+        return np.flatnonzero(non_dominated(values, modes))
 
     def to_dataframe(self):
         """A pandas DataFrame: one row per (config, seed), hyperparameters and scalar metrics."""
@@ -159,6 +247,130 @@ class SweepResult:
                         row[name] = value[i, j].item()
                 rows.append(row)
         return pd.DataFrame(rows)
+
+    def to_optuna(
+        self,
+        storage: Any,
+        study_name: str,
+        metric: str | Sequence[str],
+        mode: str | Sequence[str],
+        *,
+        intermediate: str | None = None,
+        intermediate_steps: Sequence[int] | None = None,
+        overwrite: bool = False,
+    ):
+        """Writes the sweep into an optuna study, one finished trial per configuration.
+
+        Opens the sweep in optuna's tools (``optuna-dashboard``, ``optuna.visualization``, a
+        sampler warm-started on it). Each configuration becomes a trial whose params are the
+        configuration and whose value is the seed mean of ``metric`` (a curve by its last
+        entry); several metrics give a multi-objective study. A configuration with a diverged
+        seed, or a non-finite mean, is a ``FAIL`` trial without values, as ``best`` and
+        ``pareto`` exclude it. Trials are added in the order of ``configs``, through
+        ``optuna.trial.create_trial`` and ``study.add_trials``.
+
+        The params' distributions are inferred from the values the sweep holds, since the
+        space's distributions are not stored: ints give an ``IntDistribution`` and other
+        numbers a ``FloatDistribution``, over the observed range, on a log scale when every
+        value is positive and the median of the distinct values lies nearer (in log) to the
+        geometric than to the arithmetic midpoint of the extremes (a ``log_range`` grid or
+        ``LogUniform`` samples); anything else (bools, strings, functions by their qualified
+        name) gives a ``CategoricalDistribution`` of the values seen.
+
+        Each trial's user attributes hold ``seeds``, the seeds that diverged
+        (``diverged_seeds``), the per-seed values ``<name>_per_seed`` of the objectives and of
+        every scalar metric, the configuration's index (``jopt_config``) and an id of the sweep
+        (``jopt_sweep``: a hash of its configurations, seeds and metric names).
+
+        An existing study of that name is appended to only when its directions (and metric
+        names, when it has some) are the ones asked and it holds no trial of this sweep;
+        ``overwrite=True`` deletes it first (``optuna.delete_study``), with all its trials.
+
+        Args:
+          storage: an optuna storage or its URL (``"sqlite:///sweep.db"``, PostgreSQL, a
+            ``JournalStorage``, ...); ``None`` keeps the study in memory.
+          study_name: the study's name.
+          metric: a metric name, or several for a multi-objective study.
+          mode: ``"max"`` or ``"min"`` per metric (no default, as for ``best``).
+          intermediate: optionally a metric of shape ``(n_configs, n_seeds, T)`` (a learning
+            curve) written as each trial's intermediate values: at each step, the mean over
+            the seeds whose value there is finite (steps where none is are left out).
+          intermediate_steps: the step of each of the ``T`` entries (default ``0..T-1``),
+            e.g. the evaluation steps of the training runs.
+          overwrite: delete an existing study of that name first.
+
+        Returns:
+          The ``optuna.Study``.
+
+        Raises:
+          ValueError: an unknown metric, ``mode`` not one ``"max"``/``"min"`` per metric, an
+            ``intermediate`` metric without a curve axis or ``intermediate_steps`` of the
+            wrong length, or an existing study with other directions or metric names, or
+            already holding this sweep (without ``overwrite``).
+
+        Examples:
+          >>> import numpy as np, jopt
+          >>> r = jopt.sweep.SweepResult([{"lr": 0.01}, {"lr": 0.1}, {"lr": 1.0}],
+          ...     {"loss": np.array([[0.5, 0.7], [0.2, 0.4], [np.nan, 1.0]])}, seeds=[0, 1])
+          >>> study = r.to_optuna(None, "lr", metric="loss", mode="min")  # in memory
+          >>> [(t.state.name, t.params["lr"], t.value) for t in study.trials]
+          [('COMPLETE', 0.01, 0.6), ('COMPLETE', 0.1, 0.3), ('FAIL', 1.0, None)]
+          >>> study.best_params == r.best("loss", mode="min")
+          True
+        """
+        optuna = _optuna()
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        modes = [mode] if mode is None or isinstance(mode, str) else list(mode)
+        self._check_objectives(metrics, modes, "metric", "mode")
+        curves = [{} for _ in self.configs]
+        if intermediate is not None:
+            curves = self._intermediate_values(intermediate, intermediate_steps)
+        scores = np.stack([self._score(name) for name in metrics], axis=1)
+        finished = np.all(np.isfinite(scores), axis=1)
+        scalars = [name for name, value in self.metrics.items() if value.ndim == 2]
+        per_seed = {name: self._scalar(name) for name in dict.fromkeys(metrics + scalars)}
+        fingerprint = Space(self.configs, self.static_names).fingerprint()
+        sweep_id = hashlib.sha256(
+            repr((fingerprint, self.seeds, sorted(self.metrics))).encode()
+        ).hexdigest()[:16]
+        directions = ["maximize" if m == "max" else "minimize" for m in modes]
+        study = _open_study(optuna, storage, study_name, directions, metrics, sweep_id, overwrite)
+        recorded = {}
+        for trial in study.get_trials(deepcopy=False):
+            recorded.update(trial.distributions)
+        names = list(dict.fromkeys(name for config in self.configs for name in config))
+        distributions = {
+            name: _optuna_distribution(
+                optuna, name, [c[name] for c in self.configs if name in c], recorded.get(name)
+            )
+            for name in names
+        }
+        trials = []
+        for i, config in enumerate(self.configs):
+            user_attrs = {
+                SWEEP_ATTR: sweep_id,
+                CONFIG_ATTR: i,
+                "seeds": self.seeds,
+                "diverged_seeds": [s for s, d in zip(self.seeds, self.diverged[i]) if d],
+            }
+            for name, values in per_seed.items():
+                user_attrs[f"{name}_per_seed"] = values[i].tolist()
+            trials.append(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.COMPLETE
+                    if finished[i]
+                    else optuna.trial.TrialState.FAIL,
+                    values=scores[i].tolist() if finished[i] else None,
+                    params={
+                        name: _optuna_param(config[name], distributions[name]) for name in config
+                    },
+                    distributions={name: distributions[name] for name in config},
+                    user_attrs=user_attrs,
+                    intermediate_values=curves[i] or None,
+                )
+            )
+        study.add_trials(trials)
+        return study
 
     def to_csv(self, path: str | Path) -> None:
         """Writes ``to_dataframe()`` as CSV."""
@@ -314,6 +526,121 @@ class SweepResult:
 
 
 _META_TYPES = {"configs": list, "seeds": list, "static_names": list, "metrics": list, "info": dict}
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as error:  # pragma: no cover - optuna is in the [search] extra
+        raise ImportError(
+            "SweepResult.to_optuna needs optuna: pip install 'jopt[search]'."
+        ) from error
+    return optuna
+
+
+def _open_study(optuna, storage, study_name, directions, metrics, sweep_id, overwrite):
+    """A new study, or the existing one if it has these objectives and not this sweep."""
+    if overwrite and storage is not None:
+        with contextlib.suppress(KeyError):  # no such study: nothing to delete
+            optuna.delete_study(study_name=study_name, storage=storage)
+    with warnings.catch_warnings():  # metric names are an experimental optuna feature
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=study_name, directions=directions
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        else:
+            study.set_metric_names(metrics)
+            return study
+        existing = [d.name.lower() for d in study.directions]
+        if existing != directions:
+            raise ValueError(
+                f"study {study_name!r} exists with directions {existing}, but metric={metrics} "
+                f"asks for {directions}; use another study_name, or overwrite=True to replace it."
+            )
+        if study.metric_names is not None and list(study.metric_names) != metrics:
+            raise ValueError(
+                f"study {study_name!r} exists with metric names {study.metric_names}, but "
+                f"metric={metrics}; use another study_name, or overwrite=True to replace it."
+            )
+    held = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(SWEEP_ATTR) == sweep_id
+    ]
+    if held:
+        raise ValueError(
+            f"study {study_name!r} already holds this sweep (trials {held[0]}..{held[-1]} have "
+            f"{SWEEP_ATTR}={sweep_id!r}); use another study_name, or overwrite=True to replace it."
+        )
+    return study
+
+
+def _optuna_param(value: Any, distribution: Any) -> Any:
+    """A config value as a param of ``distribution`` (an int of a float one as a float)."""
+    value = _optuna_value(value)
+    if isinstance(distribution, _optuna().distributions.FloatDistribution):
+        return float(value)
+    return value
+
+
+def _optuna_value(value: Any) -> Any:
+    """A config value as optuna stores it: a Python number, bool, str or None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return stable_repr(value)
+
+
+def _optuna_distribution(optuna, name: str, values: Sequence[Any], recorded: Any = None):
+    """The optuna distribution of a hyperparameter, inferred from the values it took.
+
+    In an existing study it must agree with the distribution ``recorded`` there for ``name``:
+    optuna keeps one kind, one log setting and one list of choices per parameter name.
+    """
+    distributions = optuna.distributions
+    values = [_optuna_value(v) for v in values]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numbers and all(math.isfinite(v) for v in values):
+        low, high = min(values), max(values)
+        ints = all(isinstance(v, int) for v in values)
+        if ints and (recorded is None or isinstance(recorded, distributions.IntDistribution)):
+            log = recorded.log if recorded else low >= 1 and _log_spaced(values)
+            if not log or low >= 1:
+                return distributions.IntDistribution(low, high, log=log)
+        elif recorded is None or isinstance(recorded, distributions.FloatDistribution):
+            log = recorded.log if recorded else _log_spaced(values)
+            if not log or low > 0:
+                return distributions.FloatDistribution(float(low), float(high), log=log)
+    elif recorded is None:
+        choices = list({(type(v), repr(v)): v for v in values}.values())
+        return distributions.CategoricalDistribution(choices)
+    if isinstance(recorded, distributions.CategoricalDistribution) and all(
+        v in recorded.choices for v in values
+    ):
+        return recorded
+    raise ValueError(
+        f"hyperparameter {name!r} takes values {sorted(set(map(repr, values)))} that the "
+        f"study's distribution for it, {recorded}, cannot hold (optuna keeps one kind, log "
+        "scale and list of choices per name); use another study_name, or overwrite=True."
+    )
+
+
+def _log_spaced(values: Sequence[float]) -> bool:
+    """Positive values whose median sits nearer, in log, the geometric than the arithmetic mid."""
+    distinct = np.unique(np.asarray(values, dtype=np.float64))
+    if len(distinct) < 3 or distinct[0] <= 0:
+        return False
+    low, high, median = distinct[0], distinct[-1], np.median(distinct)
+    geometric, arithmetic = np.sqrt(low * high), (low + high) / 2
+    return bool(abs(np.log(median / geometric)) < abs(np.log(median / arithmetic)))
 
 
 def _file_pair(path: str | Path) -> tuple[Path, Path]:
