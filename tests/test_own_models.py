@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, struct
 
 import jopt
 from jopt import search, train
@@ -279,3 +279,31 @@ def test_fit_trial_in_successive_halving(kind):
         progress=False,
     )
     assert out.best_value == pytest.approx(float(history["val_accuracy"][-1]), abs=1e-6)
+
+
+@struct.dataclass
+class LinearParams:  # a pytree that is not a mapping nor iterable, like an equinox module
+    w: jax.Array
+    b: jax.Array
+
+
+def test_a_functional_model_with_non_dict_params_trains():
+    # Parameters as any pytree (an equinox module from eqx.partition, a dataclass), not a
+    # dict: the optimizer update must not look keys up in the gradients.
+    def init(key, x):
+        return LinearParams(0.01 * jax.random.normal(key, (x.shape[-1], 10)), jnp.zeros(10))
+
+    def apply(params, x, *, train=False, key=None):
+        return x @ params.w + params.b
+
+    state, history = jopt.train.fit(
+        jopt.models.Functional(init, apply),
+        jopt.adam(1e-2),
+        jopt.data.digits(),
+        steps=200,
+        batch_size=64,
+        key=jax.random.PRNGKey(0),
+        progress=False,
+    )
+    assert isinstance(state.params, LinearParams)
+    assert history["val_accuracy"][-1] > 0.9

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -58,6 +58,18 @@ class TrainState(train_state.TrainState):
 
     batch_stats: Any = struct.field(default_factory=dict)
     model: Any = struct.field(pytree_node=False, default=None)
+
+    def apply_gradients(self, *, grads: Any, **kwargs: Any) -> TrainState:
+        """One optimizer update: ``tx.update`` then ``optax.apply_updates``; ``step + 1``.
+
+        Parameters of any pytree (a tuple, a list, an equinox module), not only dicts:
+        flax's version looks a key up in ``grads`` and fails on anything but a mapping.
+        """
+        if isinstance(grads, Mapping):
+            return super().apply_gradients(grads=grads, **kwargs)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
     @property
     def variables(self) -> dict[str, Any]:
