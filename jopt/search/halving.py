@@ -6,6 +6,11 @@ carry, they are not restarted), and so on until one is left or ``max_steps`` is 
 Hyperband (Li et al., 2018) runs several such brackets that trade the number of
 configurations against the steps each gets, hedging against a too-aggressive first rung.
 
+With several metrics (``metric=["val_accuracy", "bytes"], mode=["max", "min"]``) a rung keeps
+configurations in NSGA-II's order (Deb et al., 2002): by non-dominated rank, and within the
+last rank that does not fit whole, by crowding distance (``crowding_distance``); the result
+holds the Pareto front of the configurations trained longest.
+
 On device: survivors are a ``jopt.sweep.engine.Population``: gathered from its carry by index,
 cut into chunks of a fixed ``width`` (padded by repeating a row), and advanced in units of
 ``min_steps`` steps, so every rung and every bracket with the same unit reuses ONE compiled
@@ -25,10 +30,19 @@ import numpy as np
 
 from jopt.search.resumable import Resumable
 from jopt.sweep.engine import Population
+from jopt.sweep.pareto import as_minimized, non_dominated, nondominated_ranks
 from jopt.sweep.result import SweepResult, check_mode
 from jopt.sweep.spaces import Space
 
-__all__ = ["SearchResult", "hyperband", "successive_halving"]
+__all__ = [
+    "SearchResult",
+    "check_metrics",
+    "crowding_distance",
+    "hyperband",
+    "nsga2_order",
+    "sorted_front",
+    "successive_halving",
+]
 
 
 @dataclass
@@ -38,22 +52,30 @@ class SearchResult:
     Attributes:
       result: a ``SweepResult`` with every configuration tried: its last reported metrics
         (one seed axis of size 1) and ``steps``, the steps it was trained for.
-      best: the chosen configuration (best metric among those trained longest).
-      best_value: its metric.
+      best: the chosen configuration (best metric among those trained longest). With
+        several metrics: ``result.configs[pareto[0]]``, the front's member best in the first
+        metric (ties by the next).
+      best_value: its metric; with several metrics a tuple, one value per metric in
+        ``metric``'s order.
       history: the strategy's own record (rungs, brackets, ...).
       compute_steps: training steps spent on real configurations (padding excluded).
       padded_steps: training steps actually computed, padding rows included.
       best_index: the row of ``best`` in ``result.configs`` (and in its metrics), e.g.
         ``result.metrics["val_accuracy"][best_index]`` for the pick's held-out score.
+      pareto: rows of ``result.configs`` on the Pareto front of the configurations trained
+        longest (those with the largest ``steps``; a diverged one is never on it), ordered
+        by ``sorted_front``: best in the first metric first. With one metric, the rows tied
+        at the best value.
     """
 
     result: SweepResult
     best: dict[str, Any]
-    best_value: float
+    best_value: float | tuple[float, ...]
     history: list[dict[str, Any]] = field(default_factory=list)
     compute_steps: int = 0
     padded_steps: int = 0
     best_index: int = -1
+    pareto: list[int] = field(default_factory=list)
 
 
 def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -68,12 +90,45 @@ def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return configs
 
 
-def _check_common(eta: int, min_steps: int, mode: str | None, metric: str) -> None:
+def check_metrics(
+    metric: str | Sequence[str], mode: str | Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """``metric`` and ``mode`` as two lists of equal length, checked.
+
+    Args:
+      metric: a metric name, or a non-empty list of distinct names (several objectives).
+      mode: ``"max"`` or ``"min"`` for one name; a list of them, one per name, for a list.
+
+    Returns:
+      ``(metrics, modes)``, both lists.
+
+    Raises:
+      TypeError: ``metric`` is neither a name nor a list of names.
+      ValueError: an empty or repeated ``metric`` list, a ``mode`` that is not a list of the
+        same length, or a mode other than ``"max"``/``"min"`` (named with its metric).
+    """
+    if isinstance(metric, str):
+        return [metric], [check_mode(mode, metric)]
+    if not isinstance(metric, Sequence) or not all(isinstance(m, str) for m in metric):
+        raise TypeError(f"metric must be a metric name or a list of names, got {metric!r}.")
+    if not metric:
+        raise ValueError("metric must name at least one metric, got [].")
+    if len(set(metric)) != len(metric):
+        raise ValueError(f"metric must not name a metric twice, got {list(metric)!r}.")
+    if isinstance(mode, str) or not isinstance(mode, Sequence) or len(mode) != len(metric):
+        raise ValueError(
+            f"mode must be a list of one 'max'/'min' per metric of metric={list(metric)!r} "
+            f"({len(metric)}), got mode={mode!r}."
+        )
+    return list(metric), [check_mode(m, name) for name, m in zip(metric, mode)]
+
+
+def _check_common(eta: int, min_steps: int, mode: Any, metric: Any) -> tuple[list[str], list[str]]:
     if not (isinstance(eta, (int, np.integer)) and eta >= 2):
         raise ValueError(f"eta must be an int >= 2, got {eta!r}.")
     if not (isinstance(min_steps, (int, np.integer)) and min_steps >= 1):
         raise ValueError(f"min_steps must be an int >= 1, got {min_steps!r}.")
-    check_mode(mode, metric)
+    return check_metrics(metric, mode)
 
 
 def _rank(values: np.ndarray, mode: str) -> np.ndarray:
@@ -83,15 +138,154 @@ def _rank(values: np.ndarray, mode: str) -> np.ndarray:
     return order
 
 
+def crowding_distance(values: np.ndarray | Sequence) -> np.ndarray:
+    r"""NSGA-II's crowding distance of each point among ``values`` (one front, usually).
+
+    For each objective, sort the points by it; the first and the last get an infinite
+    distance, every other point the gap between its two neighbours divided by the
+    objective's range; a point's crowding distance is the sum over objectives:
+
+    .. math::
+      d_i = \sum_{k=1}^{m} \frac{f_k^{(i+1)} - f_k^{(i-1)}}{f_k^{max} - f_k^{min}}
+
+    where :math:`f_k^{(i\pm1)}` are the neighbours of point :math:`i` in the order of
+    objective :math:`k`. A large distance means a lonely point: NSGA-II keeps those first to
+    spread the front. The distance does not depend on whether an objective is minimized or
+    maximized, up to ties: equal values keep the rows' order, so of the equal lowest values
+    the first row is the extreme, of the equal highest the last.
+
+    Args:
+      values: ``(n, m)`` objective values (a 1-D array is one objective).
+
+    Returns:
+      A float array of shape ``(n,)``: ``inf`` for each objective's extremes, ``nan`` for a
+      row with a NaN or an infinity (it is left out of the others' neighbours).
+
+    .. warning::
+      An objective on which every finite point has the same value adds nothing, to every
+      point, extremes included (Deb et al. divide by its range, zero).
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.search.halving import crowding_distance
+      >>> crowding_distance(np.array([[0.0, 4.0], [1.0, 2.0], [3.0, 1.0], [4.0, 0.0]]))
+      array([ inf, 1.5 , 1.25,  inf])
+
+    References:
+      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
+      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
+    """
+    points = np.asarray(values, dtype=np.float64)
+    if points.ndim == 1:
+        points = points[:, None]
+    if points.ndim != 2:
+        raise ValueError(f"values must have shape (n, m), got shape {points.shape}.")
+    finite = np.isfinite(points).all(axis=1)
+    distance = np.full(len(points), np.nan)
+    rows = np.flatnonzero(finite)
+    distance[rows] = 0.0
+    if not rows.size:
+        return distance
+    for column in points[rows].T:
+        order = np.argsort(column, kind="stable")
+        low, high = column[order[0]], column[order[-1]]
+        if not high > low:  # one value: the objective tells the points apart not at all
+            continue
+        gaps = np.full(len(order), np.inf)
+        gaps[1:-1] = (column[order[2:]] - column[order[:-2]]) / (high - low)
+        distance[rows[order]] += gaps
+    return distance
+
+
+def _ranks_and_crowding(values, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's non-dominated rank, and its crowding distance within that rank (NaN rows:
+    rank ``n``, distance NaN)."""
+    ranks = nondominated_ranks(values, modes)
+    points = as_minimized(values, modes)
+    crowding = np.full(len(ranks), np.nan)
+    for rank in np.unique(ranks):
+        members = np.flatnonzero(ranks == rank)
+        crowding[members] = crowding_distance(points[members])
+    return ranks, crowding
+
+
+def nsga2_order(values: np.ndarray | Sequence, modes: Sequence[str]) -> np.ndarray:
+    """Indices of ``values``' rows in NSGA-II's order: by rank, then by crowding distance.
+
+    The rank is ``jopt.sweep.pareto.nondominated_ranks`` (0 for the front); within a rank,
+    points with a larger ``crowding_distance`` (computed among that rank) come first. Keeping
+    the first ``k`` is NSGA-II's selection: every whole front that fits, then the least
+    crowded points of the first front that does not. Ties, which NSGA-II leaves open (a
+    front's extremes all have an infinite distance), go by the first objective, then the
+    next, then the rows' order: the objectives' order is their priority, as in
+    ``sorted_front``. Rows with a NaN or an infinity come last, in their order.
+
+    Args:
+      values: ``(n, m)`` objective values.
+      modes: ``"min"`` or ``"max"`` per objective.
+
+    Returns:
+      An int array of shape ``(n,)``, a permutation of ``range(n)``, best first.
+
+    Examples:
+      >>> from jopt.search.halving import nsga2_order
+      >>> nsga2_order([[0.8, 100.0], [0.9, 400.0], [0.85, 300.0], [0.7, 500.0], [0.86, 200.0]],
+      ...             ["max", "min"]).tolist()
+      [1, 0, 4, 2, 3]
+
+    References:
+      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
+      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
+    """
+    ranks, crowding = _ranks_and_crowding(values, modes)
+    points = as_minimized(values, modes)
+    diverged = np.isnan(points).any(axis=1)
+    points[diverged], crowding[diverged] = 0.0, 0.0  # the diverged rows: by position
+    return np.lexsort((np.arange(len(ranks)), *points.T[::-1], -crowding, ranks))
+
+
+def sorted_front(values: np.ndarray | Sequence, modes: Sequence[str]) -> np.ndarray:
+    """Indices of the non-dominated rows of ``values``, best in the first objective first.
+
+    Ties in the first objective go by the second, and so on, then by the rows' order: the
+    objectives' order is their priority, so ``sorted_front(...)[0]`` is the configuration a
+    search reports as its single ``best``.
+
+    Args:
+      values: ``(n, m)`` objective values.
+      modes: ``"min"`` or ``"max"`` per objective.
+
+    Returns:
+      An int array of the front's row indices (empty if every row has a NaN or an infinity).
+
+    Examples:
+      >>> from jopt.search.halving import sorted_front
+      >>> sorted_front([[0.8, 100.0], [0.9, 400.0], [0.7, 500.0]], ["max", "min"]).tolist()
+      [1, 0]
+    """
+    rows = np.flatnonzero(non_dominated(values, modes))
+    points = as_minimized(values, modes)[rows]
+    return rows[np.lexsort(points.T[::-1])]
+
+
+def _longest_front(
+    metrics: Mapping[str, np.ndarray], names: Sequence[str], modes: Sequence[str]
+) -> list[int]:
+    """``sorted_front`` of the rows trained for the most steps, as rows of ``metrics``."""
+    rows = np.flatnonzero(metrics["steps"][:, 0] == metrics["steps"][:, 0].max())
+    values = np.concatenate([metrics[name][rows] for name in names], axis=1)
+    return rows[sorted_front(values, modes)].tolist()
+
+
 def successive_halving(
     trial: Resumable,
     space: Space | Sequence[Mapping[str, Any]],
     *,
     min_steps: int,
-    metric: str,
+    metric: str | Sequence[str],
     eta: int = 3,
     max_steps: int | None = None,
-    mode: str | None = None,
+    mode: str | Sequence[str] | None = None,
     seed: int = 0,
     width: int | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -107,14 +301,21 @@ def successive_halving(
     a survivor's final params equal one uninterrupted run of :math:`r_{last}` steps. Every
     configuration uses the key ``PRNGKey(seed)`` (the same data order for all).
 
+    With several metrics, a rung ranks its configurations in NSGA-II's order
+    (``nsga2_order``): whole non-dominated fronts while they fit, then the least crowded
+    members of the first front that does not (largest ``crowding_distance`` within it).
+    ``pareto`` is the front of the last rung, and ``best`` its member best in the first
+    metric (the metrics' order is their priority).
+
     Args:
       trial: a ``Resumable`` (e.g. ``jopt.search.fit_trial(...)``).
       space: a ``Space`` without static values, or a list of config dicts.
       min_steps: :math:`r_0`, the steps of the first rung (>= 1).
-      metric: the metric of ``trial.advance`` to rank by.
+      metric: the metric of ``trial.advance`` to rank by, or a list of them (several
+        objectives, e.g. ``["val_accuracy", "bytes"]``).
       eta: keep the top ``1/eta`` each rung (an int >= 2).
       max_steps: the most steps any configuration gets (default: enough for one survivor).
-      mode: ``"max"`` or ``"min"``.
+      mode: ``"max"`` or ``"min"``; with a list of metrics, a list of one per metric.
       seed: the PRNG seed every configuration uses.
       width: configurations per compiled call (default ``max(n // eta, 1)`` rounded up to the
         device count); all rungs reuse the program of this width.
@@ -123,10 +324,14 @@ def successive_halving(
 
     Returns:
       A ``SearchResult``; ``history`` holds one dict per rung (``steps``, ``configs``
-      (indices), ``values``, ``kept``).
+      (indices), ``values``, ``kept``, best first). With several metrics, ``values`` holds
+      one list of the metrics per configuration, and ``ranks`` and ``crowding`` the
+      non-dominated rank and the crowding distance within that rank it was ordered by.
 
     Raises:
-      ValueError: ``eta < 2``, ``min_steps < 1``, or a ``max_steps`` below ``min_steps``.
+      ValueError: ``eta < 2``, ``min_steps < 1``, a ``max_steps`` below ``min_steps``, a
+        ``mode`` list of another length than ``metric``, or a metric the trial does not
+        report.
 
     Examples:
       >>> import jax.numpy as jnp, jopt
@@ -142,11 +347,31 @@ def successive_halving(
       >>> out.best, [len(r["configs"]) for r in out.history], out.compute_steps
       ({'lr': 0.45}, [9, 3, 1], 42)
 
+      Two objectives, the loss and a cost that grows with the learning rate, and at most 3
+      steps: the first rung's front holds 7 of the 9 configurations, and NSGA-II keeps its
+      two extremes (the lower loss first) and its least crowded member; ``best`` is the
+      last rung's front's lowest loss:
+
+      >>> def advance2(x, hp, steps):
+      ...     x, metrics = advance(x, hp, steps)
+      ...     return x, {**metrics, "cost": hp["lr"]}
+      >>> out = jopt.search.successive_halving(jopt.search.Resumable(init, advance2), space,
+      ...                                      min_steps=1, max_steps=3, metric=["loss", "cost"],
+      ...                                      mode=["min", "min"], progress=False)
+      >>> out.history[0]["ranks"], [out.result.configs[i]["lr"] for i in out.history[0]["kept"]]
+      ([0, 0, 0, 0, 0, 0, 0, 1, 2], [0.45, 0.01, 0.2])
+      >>> [out.result.configs[i]["lr"] for i in out.pareto], out.best
+      ([0.45, 0.2, 0.01], {'lr': 0.45})
+
     References:
       Jamieson & Talwalkar, `Non-stochastic Best Arm Identification and Hyperparameter
       Optimization <https://arxiv.org/abs/1502.07943>`_, 2016.
+
+      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
+      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
     """
-    _check_common(eta, min_steps, mode, metric)
+    names, modes = _check_common(eta, min_steps, mode, metric)
+    several = not isinstance(metric, str)
     configs = _configs(space)
     n = len(configs)
     rungs = 1 + max(0, math.floor(math.log(n, eta) + 1e-9))  # until one survivor
@@ -173,38 +398,39 @@ def successive_halving(
         target = min_steps * eta**rung
         repeats = (target - done_steps) // min_steps
         out = population.advance(alive, min_steps, repeats)
-        if metric not in out:
-            raise ValueError(f"unknown metric {metric!r}; the trial reports {sorted(out)}.")
+        for name in names:
+            if name not in out:
+                raise ValueError(f"unknown metric {name!r}; the trial reports {sorted(out)}.")
         compute += len(alive) * (target - done_steps)
         done_steps = target
         for row, index in enumerate(alive):
             last[index] = {k: float(v[row]) for k, v in out.items()}
             steps_of[index] = target
-        order = _rank(out[metric], mode)
         keep = max(len(alive) // eta, 1) if rung < rungs - 1 else len(alive)
+        record = {"bracket": _bracket, "rung": rung, "steps": target, "configs": list(alive)}
+        if several:
+            values = np.stack([out[name] for name in names], axis=1)
+            order = nsga2_order(values, modes)
+            record["values"] = values.tolist()
+            ranks, crowding = _ranks_and_crowding(values, modes)
+            record["ranks"], record["crowding"] = ranks.tolist(), crowding.tolist()
+        else:
+            order = _rank(out[metric], mode)
+            record["values"] = out[metric].tolist()
         kept = [alive[i] for i in order[:keep]]
-        history.append(
-            {
-                "bracket": _bracket,
-                "rung": rung,
-                "steps": target,
-                "configs": list(alive),
-                "values": out[metric].tolist(),
-                "kept": kept,
-            }
-        )
+        history.append({**record, "kept": kept})
         if progress:
-            best_now = out[metric][order[0]]
-            print(
-                f"rung {rung}: {len(alive)} configs at {target} steps, best {metric} "
-                f"{best_now:.4g}, keeping {keep}"
-            )
+            if several:
+                summary = f"front of {int(np.sum(np.asarray(record['ranks']) == 0))}"
+            else:
+                summary = f"best {metric} {out[metric][order[0]]:.4g}"
+            print(f"rung {rung}: {len(alive)} configs at {target} steps, {summary}, keeping {keep}")
         alive = kept
     best_index = alive[0]
-    names = sorted({k for v in last.values() for k in v})
+    reported = sorted({k for v in last.values() for k in v})
     metrics = {
         k: np.asarray([[last.get(i, {}).get(k, np.nan)] for i in range(n)], np.float32)
-        for k in names
+        for k in reported
     }
     metrics["steps"] = steps_of.reshape(n, 1)
     info = {
@@ -215,17 +441,22 @@ def successive_halving(
         "compute_steps": compute,
         "padded_steps": population.padded_steps,
     }
-    result = SweepResult(
-        configs, metrics, [seed], info=info, diverged=~np.isfinite(metrics[metric])
-    )
+    diverged = ~np.isfinite(np.concatenate([metrics[name] for name in names], axis=1))
+    diverged = diverged.any(axis=1, keepdims=True)
+    result = SweepResult(configs, metrics, [seed], info=info, diverged=diverged)
+    pareto = _longest_front(metrics, names, modes)
+    if several and pareto:
+        best_index = pareto[0]
+    best_value = tuple(last[best_index][name] for name in names)
     return SearchResult(
         result=result,
         best=dict(configs[best_index]),
-        best_value=last[best_index][metric],
+        best_value=best_value if several else best_value[0],
         history=history,
         compute_steps=compute,
         padded_steps=population.padded_steps,
         best_index=best_index,
+        pareto=pareto,
     )
 
 
@@ -234,10 +465,10 @@ def hyperband(
     sample: Callable[[int, jax.Array], Space | Sequence[Mapping[str, Any]]] | Mapping[str, Any],
     *,
     max_steps: int,
-    metric: str,
+    metric: str | Sequence[str],
     min_steps: int = 1,
     eta: int = 3,
-    mode: str | None = None,
+    mode: str | Sequence[str] | None = None,
     seed: int = 0,
     width: int | None = None,
     devices: Sequence[jax.Device] | None = None,
@@ -263,12 +494,15 @@ def hyperband(
         values mean fewer, less aggressive brackets.
       width: configurations per compiled call in every bracket (default: each bracket's
         ``n_s // eta``; a fixed width lets brackets share compiled programs).
-      metric, eta, mode, devices, progress: as in ``successive_halving``.
+      metric, eta, mode, devices, progress: as in ``successive_halving`` (several metrics
+        rank each rung in NSGA-II's order).
       seed: seeds the sampling (bracket ``s`` uses ``fold_in(PRNGKey(seed), s)``) and the runs.
 
     Returns:
       A ``SearchResult`` over all brackets; ``best`` is the best configuration trained for
-      ``max_steps``; ``history`` lists every rung with its ``bracket``.
+      ``max_steps``; ``pareto`` the front of all configurations trained for ``max_steps`` (in
+      every bracket), best in the first metric first, and with several metrics ``best`` is
+      its first; ``history`` lists every rung with its ``bracket``.
 
     Examples:
       >>> import jax.numpy as jnp, jopt
@@ -284,8 +518,12 @@ def hyperband(
     References:
       Li et al., `Hyperband: A Novel Bandit-Based Approach to Hyperparameter Optimization
       <https://arxiv.org/abs/1603.06560>`_, JMLR 2018.
+
+      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
+      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
     """
-    _check_common(eta, min_steps, mode, metric)
+    names, modes = _check_common(eta, min_steps, mode, metric)
+    several = not isinstance(metric, str)
     if not (isinstance(max_steps, (int, np.integer)) and max_steps >= min_steps):
         raise ValueError(f"max_steps must be an int >= min_steps ({min_steps}), got {max_steps!r}.")
     s_max = math.floor(math.log(max_steps / min_steps, eta) + 1e-9)
@@ -332,7 +570,7 @@ def hyperband(
         for i in range(len(configs)):
             metric_rows.append({k: float(v[i, 0]) for k, v in out.result.metrics.items()})
         final = out.history[-1]
-        if final["steps"] == max_steps:
+        if final["steps"] == max_steps and not several:
             value = out.best_value
             better = best_value is None or (
                 value > best_value if mode == "max" else value < best_value
@@ -340,8 +578,8 @@ def hyperband(
             if np.isfinite(value) and better:
                 best, best_value = dict(out.best), value
                 best_index = len(all_configs) - len(configs) + out.best_index
-    names = sorted(metric_rows[0])
-    metrics = {k: np.asarray([[row[k]] for row in metric_rows], np.float32) for k in names}
+    reported = sorted(metric_rows[0])
+    metrics = {k: np.asarray([[row[k]] for row in metric_rows], np.float32) for k in reported}
     info = {
         "strategy": "hyperband",
         "eta": eta,
@@ -351,9 +589,15 @@ def hyperband(
         "compute_steps": compute,
         "padded_steps": padded,
     }
+    diverged = ~np.isfinite(np.concatenate([metrics[name] for name in names], axis=1))
     result = SweepResult(
-        all_configs, metrics, [seed], info=info, diverged=~np.isfinite(metrics[metric])
+        all_configs, metrics, [seed], info=info, diverged=diverged.any(axis=1, keepdims=True)
     )
+    pareto = _longest_front(metrics, names, modes) if metrics["steps"].max() == max_steps else []
+    if several and pareto:
+        best_index = pareto[0]
+        best = dict(all_configs[best_index])
+        best_value = tuple(float(metrics[name][best_index, 0]) for name in names)
     if best is None:
         raise ValueError("every configuration trained for max_steps diverged.")
-    return SearchResult(result, best, best_value, history, compute, padded, best_index)
+    return SearchResult(result, best, best_value, history, compute, padded, best_index, pareto)

@@ -6,7 +6,9 @@ batch, evaluates the whole batch with one ``jopt.sweep.run`` call (the trial vma
 configurations and seeds, sharded over the devices) and tells the results back. Every batch
 has the same shape, so the trial is traced and compiled once per static group and the
 compiled program is reused by every later batch (``jopt.sweep.run`` caches programs by trial
-and shape).
+and shape). With several metrics (``metric=["accuracy", "bytes"], mode=["max", "min"]``) the
+study has one direction per metric, the default TPE sampler is multi-objective TPE and
+``sampler="nsga2"`` picks NSGA-II; ``TPEResult.pareto`` holds the study's Pareto front.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jopt.search.halving import check_metrics, sorted_front
 from jopt.sweep import engine
 from jopt.sweep import runner as _runner
-from jopt.sweep.result import SweepResult, check_mode
+from jopt.sweep.result import SweepResult
 from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Static, Uniform
 
 __all__ = ["TPEResult", "tpe"]
@@ -56,16 +59,29 @@ class TPEResult(NamedTuple):
       result: a ``SweepResult`` of every configuration this call evaluated, in the order asked.
       study: the ``optuna.Study`` (with the trials of earlier runs and other processes).
       best: the best configuration of the study (a dict), ``None`` if every trial diverged.
-      best_value: its seed-mean metric (``nan`` if every trial diverged).
+        With several metrics, ``pareto[0]``: the front's member best in the first metric
+        (ties by the next; the metrics' order is their priority).
+      best_value: its seed-mean metric (``nan`` if every trial diverged); with several
+        metrics a tuple, one seed mean per metric in ``metric``'s order.
       history: best value so far after each finished trial of the study, in trial-number
-        order (``nan`` before the first that did not diverge); ``np.ndarray``.
+        order (``nan`` before the first that did not diverge); ``np.ndarray`` of shape
+        ``(trials,)``, or ``(trials, len(metric))`` with several metrics: each column the best
+        value so far of that metric alone.
+      pareto: the configurations (dicts) on the Pareto front of the study's completed trials
+        (of earlier runs and other processes too; a diverged trial is never on it), ordered
+        by ``jopt.search.halving.sorted_front``: best in the first metric first. With one
+        metric, the trials tied at the best value.
+      pareto_values: their seed-mean metrics, ``np.ndarray`` of shape ``(len(pareto),
+        len(metric))``, columns in ``metric``'s order (the values told to optuna).
     """
 
     result: SweepResult
     study: Any
     best: dict[str, Any] | None
-    best_value: float
+    best_value: float | tuple[float, ...]
     history: np.ndarray
+    pareto: list[dict[str, Any]]
+    pareto_values: np.ndarray
 
 
 def _optuna():
@@ -237,19 +253,44 @@ def _create_study(**kwargs):
     return optuna.create_study(**kwargs)
 
 
-def _history(study, maximize: bool) -> np.ndarray:
-    optuna = _optuna()
-    state = optuna.trial.TrialState
-    best, out = math.nan, []
+def _history(study, modes: Sequence[str]) -> np.ndarray:
+    """``(finished trials, len(modes))``: each metric's best value so far, in trial order."""
+    state = _optuna().trial.TrialState
+    best, out = [math.nan] * len(modes), []
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if trial.state == state.COMPLETE and trial.value is not None:
-            value = float(trial.value)
-            if math.isnan(best) or (value > best if maximize else value < best):
-                best = value
+        if trial.state == state.COMPLETE and trial.values is not None:
+            for k, (value, mode) in enumerate(zip(trial.values, modes)):
+                value = float(value)
+                if math.isnan(best[k]) or (value > best[k] if mode == "max" else value < best[k]):
+                    best[k] = value
         elif not (trial.state == state.FAIL and trial.user_attrs.get(DIVERGED_ATTR)):
             continue
-        out.append(best)
-    return np.asarray(out, np.float64)
+        out.append(list(best))
+    return np.asarray(out, np.float64).reshape(len(out), len(modes))
+
+
+def _front(study, names: Sequence[str], modes: Sequence[str]):
+    """The study's Pareto front: (configs, values ``(k, len(modes))``), ``sorted_front`` order."""
+    state = _optuna().trial.TrialState
+    complete = sorted(
+        (t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,)) if t.values),
+        key=lambda t: t.number,
+    )
+    values = np.asarray([t.values for t in complete], np.float64).reshape(-1, len(modes))
+    rows = sorted_front(values, modes)
+    return [{n: complete[i].params[n] for n in names} for i in rows], values[rows]
+
+
+def _sampler(sampler: Any, seed: int):
+    """``sampler``, or the optuna sampler a name stands for (``None``: ``"tpe"``)."""
+    samplers = _optuna().samplers
+    if sampler is None or sampler == "tpe":
+        return samplers.TPESampler(seed=seed, constant_liar=True)
+    if sampler == "nsga2":
+        return samplers.NSGAIISampler(seed=seed)
+    if isinstance(sampler, str):
+        raise ValueError(f"sampler must be 'tpe', 'nsga2' or an optuna sampler, got {sampler!r}.")
+    return sampler
 
 
 def _run_batch(
@@ -302,7 +343,10 @@ def _run_batch(
 def _score(result: SweepResult, metric: str) -> np.ndarray:
     """Seed mean of ``metric`` per config (the last entry of a metric with extra axes)."""
     if metric not in result.metrics:
-        raise ValueError(f"unknown metric {metric!r}; the trial returns {sorted(result.metrics)}.")
+        raise ValueError(
+            f"unknown metric {metric!r}; the trial returns {sorted(result.metrics)} "
+            "(check the metric argument)."
+        )
     value = result.metrics[metric]
     value = value.reshape(value.shape[0], value.shape[1], -1)[..., -1]
     return value.astype(np.float64).mean(axis=1)
@@ -320,8 +364,8 @@ def tpe(
     *,
     n_trials: int,
     batch_size: int = 16,
-    metric: str,
-    mode: str | None = None,
+    metric: str | Sequence[str],
+    mode: str | Sequence[str] | None = None,
     seeds: int | Sequence[int] = 1,
     sampler: Any = None,
     storage: Any = None,
@@ -358,6 +402,16 @@ def tpe(
     dynamic where the trial allows it (a numeric ``Choice`` is dynamic; a width can often be
     a mask over the largest width).
 
+    Several objectives: with ``metric=["accuracy", "bytes"]`` and ``mode=["max", "min"]`` the
+    study gets one direction per metric and each trial is told its seed means in that order.
+    The default sampler, ``TPESampler``, is then multi-objective TPE (Ozaki et al. 2020): it
+    splits the finished trials into good and bad ones by non-dominated rank (the last rank
+    that does not fit whole split by hypervolume contribution) and weights the good ones by
+    their contribution, then proposes as above. ``sampler="nsga2"`` uses NSGA-II (Deb et al.
+    2002), whose generations of ``population_size=50`` trials fill batch by batch. Either
+    way ``TPEResult.pareto`` is the front of the study's completed trials, and ``best`` the
+    front's member best in the first metric.
+
     Persistence and several processes: with ``storage="sqlite:///search.db"`` (any optuna
     storage: a URL, ``"postgresql://..."`` included, or an object such as ``RDBStorage`` or
     ``JournalStorage(JournalFileBackend(path))``) and a ``study_name``, the study lives in
@@ -393,18 +447,20 @@ def tpe(
       n_trials: finished trials the study should hold at the end (see above), ``>= 1``.
       batch_size: trials per compiled call, ``>= 1``.
       metric: the metric to optimize, a name in the trial's output (a metric with extra
-        axes, a learning curve, is ranked by its last entry).
-      mode: ``"max"`` or ``"min"``.
+        axes, a learning curve, is ranked by its last entry); or a list of names, one
+        objective each.
+      mode: ``"max"`` or ``"min"``; with a list of metrics, a list of one per metric.
       seeds: seeds per trial, as for ``jopt.sweep.run``; the seed mean is told to optuna.
-      sampler: any optuna sampler (``TPESampler``, ``RandomSampler``, ``QMCSampler``,
-        ``CmaEsSampler``, ``GPSampler``, ...). Default ``TPESampler(seed=seed,
-        constant_liar=True)``.
+      sampler: ``"tpe"`` (default: ``TPESampler(seed=seed, constant_liar=True)``, for one
+        metric or several), ``"nsga2"`` (``NSGAIISampler(seed=seed)``), or any optuna
+        sampler (``TPESampler``, ``RandomSampler``, ``QMCSampler``, ``CmaEsSampler``,
+        ``GPSampler``, ``NSGAIISampler``, ...).
       storage: ``None`` (in memory) or an optuna storage: a URL (``"sqlite:///file.db"``,
         ``"postgresql+psycopg://user@host/db"``, ...) or a storage object (``RDBStorage``,
         ``JournalStorage``, ...).
       study_name: name of the study in ``storage`` (default: optuna's generated name).
       load_if_exists: continue a study of that name in ``storage`` (resume / share).
-      seed: seed of the default sampler (unused when ``sampler`` is given). With a
+      seed: seed of a sampler given by name (unused for a sampler object). With a
         ``storage``, mixed with this process's ``host:pid`` and the number of trials the
         study holds, so that processes sharing a study, and a rerun resuming it, do not
         draw the same random startup trials.
@@ -416,14 +472,15 @@ def tpe(
         log lines are silenced (to WARNING) during the call and restored after.
 
     Returns:
-      A ``TPEResult(result, study, best, best_value, history)``; ``result`` holds only the
-      configurations this call evaluated; ``best``, ``best_value`` and ``history`` cover the
-      whole study.
+      A ``TPEResult(result, study, best, best_value, history, pareto, pareto_values)``;
+      ``result`` holds only the configurations this call evaluated; the other fields cover
+      the whole study.
 
     Raises:
-      ValueError: ``n_trials`` or ``batch_size`` < 1, ``mode`` not ``"max"``/``"min"``, an
-        empty ``distributions``, a loaded study optimizing in the other direction, or an
-        unknown ``metric`` (after the first batch; its trials are told FAIL).
+      ValueError: ``n_trials`` or ``batch_size`` < 1, ``mode`` not ``"max"``/``"min"`` (or
+        not a list of them as long as a ``metric`` list), an empty ``distributions``, an
+        unknown sampler name, a loaded study optimizing in other directions, or an unknown
+        ``metric`` (after the first batch; its trials are told FAIL).
       TypeError: ``distributions`` holds something other than a jopt distribution.
 
     Examples:
@@ -438,6 +495,17 @@ def tpe(
       >>> bool(out.best_value > -0.05), bool(abs(out.best["learning_rate"] / 1e-2 - 1) < 0.7)
       (True, True)
 
+      Two objectives: an accuracy that grows with a width, and the bytes it costs:
+
+      >>> def trial2(hp, key):
+      ...     return {"accuracy": 1 - jnp.exp(-hp["width"]), "bytes": 4 * hp["width"]}
+      >>> out = tpe(trial2, {"width": jopt.sweep.Uniform(0.0, 4.0)}, n_trials=16, batch_size=8,
+      ...           metric=["accuracy", "bytes"], mode=["max", "min"], progress=False)
+      >>> [d.name for d in out.study.directions], out.pareto_values.shape[1], out.history.shape
+      (['MAXIMIZE', 'MINIMIZE'], 2, (16, 2))
+      >>> len(out.pareto) == 16, out.best == out.pareto[0]  # every trial trades one for the other
+      (True, True)
+
     References:
       Bergstra, Bardenet, Bengio, Kégl, `Algorithms for Hyper-Parameter Optimization
       <https://papers.nips.cc/paper/2011/hash/86e8f7ab32cfd12577bc2619bc635690-Abstract.html>`_,
@@ -445,48 +513,53 @@ def tpe(
 
       Akiba, Sano, Yanase, Ohta, Koyama, `Optuna: A Next-generation Hyperparameter
       Optimization Framework <https://arxiv.org/abs/1907.10902>`_, KDD 2019.
+
+      Ozaki, Tanigaki, Watanabe, Onishi, `Multiobjective tree-structured Parzen estimator
+      for computationally expensive optimization problems
+      <https://doi.org/10.1145/3377930.3389817>`_, GECCO 2020.
+
+      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
+      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
     """
     optuna = _optuna()
     n_trials = _check_int("n_trials", n_trials)
     batch_size = _check_int("batch_size", batch_size)
-    check_mode(mode, metric)
+    names, modes = check_metrics(metric, mode)
+    several = not isinstance(metric, str)
     if not callable(trial):
         raise TypeError(f"trial must be a function (hparams, key) -> dict, got {trial!r}.")
     if not isinstance(distributions, Mapping) or not distributions:
         raise ValueError(f"distributions must be a non-empty dict, got {distributions!r}.")
-    if not isinstance(metric, str):
-        raise TypeError(f"metric must be a metric name (str), got {metric!r}.")
     converted = {name: _distribution(name, d) for name, d in distributions.items()}
     optuna_dists = {name: d for name, (d, _) in converted.items()}
     static_names = [name for name, (_, is_static) in converted.items() if is_static]
     seeds_list = _runner.as_seeds(seeds)
-    maximize = mode == "max"
-    direction = "maximize" if maximize else "minimize"
+    directions = ["maximize" if m == "max" else "minimize" for m in modes]
+    sampler_name = "tpe" if sampler is None else sampler if isinstance(sampler, str) else None
+    sampler = _sampler(sampler, seed)
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        default_sampler = sampler is None
-        if default_sampler:
-            sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
         study = _create_study(
             storage=storage,
             sampler=sampler,
             study_name=study_name,
-            direction=direction,
+            **({"directions": directions} if several else {"direction": directions[0]}),
             load_if_exists=load_if_exists,
         )
-        if default_sampler and storage is not None:
+        if sampler_name is not None and storage is not None:
             # the same seed would draw the same random startup trials in every process
             # sharing the study, and again in a rerun resuming it
             held = len(study.get_trials(deepcopy=False))
             mixed = [seed % 2**32, zlib.crc32(_worker().encode()), held]
             mixed_seed = int(np.random.SeedSequence(mixed).generate_state(1)[0])
-            study.sampler = optuna.samplers.TPESampler(seed=mixed_seed, constant_liar=True)
-        if study.direction.name.lower() != direction:
+            study.sampler = _sampler(sampler_name, mixed_seed)
+        loaded = [d.name.lower() for d in study.directions]
+        if loaded != directions:
             raise ValueError(
                 f"mode={mode!r}, but the loaded study {study.study_name!r} is set to "
-                f"{study.direction.name.lower()}."
+                f"{loaded[0] if len(loaded) == 1 else loaded}."
             )
         configs, metrics, info = _search(
             study,
@@ -495,31 +568,39 @@ def tpe(
             static_names,
             n_trials=n_trials,
             batch_size=batch_size,
-            metric=metric,
+            objectives=names,
+            several=several,
             seeds=seeds,
             chunk_size=chunk_size,
             devices=devices,
             callbacks=callbacks,
             progress=progress,
-            maximize=maximize,
         )
     finally:
         optuna.logging.set_verbosity(verbosity)
 
     if configs:
-        names = list(metrics[0])
-        stacked = {n: np.stack([m[n] for m in metrics]) for n in names}
+        reported = list(metrics[0])
+        stacked = {n: np.stack([m[n] for m in metrics]) for n in reported}
     else:  # everything was already done (a resumed, finished study)
-        stacked = {metric: np.zeros((0, len(seeds_list)))}
+        stacked = {n: np.zeros((0, len(seeds_list))) for n in names}
     result = SweepResult(configs, stacked, seeds_list, static_names, info)
-    try:
-        best_trial = study.best_trial
-        best = {name: best_trial.params[name] for name in distributions}
-        best_value = float(best_trial.value)
-    except ValueError:  # no COMPLETE trial: all diverged
+    pareto, pareto_values = _front(study, list(distributions), modes)
+    history = _history(study, modes)
+    if several:
+        best = pareto[0] if pareto else None
+        best_value = tuple(pareto_values[0].tolist()) if pareto else (math.nan,) * len(names)
+    else:
+        history = history[:, 0]
+        try:
+            best_trial = study.best_trial
+            best = {name: best_trial.params[name] for name in distributions}
+            best_value = float(best_trial.value)
+        except ValueError:  # no COMPLETE trial: all diverged
+            best, best_value = None, math.nan
+    if best is None:
         warnings.warn("every trial of the study diverged: there is no best one.", stacklevel=2)
-        best, best_value = None, math.nan
-    return TPEResult(result, study, best, best_value, _history(study, maximize))
+    return TPEResult(result, study, best, best_value, history, pareto, pareto_values)
 
 
 def _search(
@@ -530,13 +611,13 @@ def _search(
     *,
     n_trials,
     batch_size,
-    metric,
+    objectives,
+    several,
     seeds,
     chunk_size,
     devices,
     callbacks,
     progress,
-    maximize,
 ):
     """The ask / run / tell loop; returns (configs, per-config metrics, info)."""
     optuna = _optuna()
@@ -607,18 +688,20 @@ def _search(
                     where=where,
                     traced=traced,
                 )
-                score = _score(result, metric)
-                scalars = [n for n, v in result.metrics.items() if v.ndim == 2 and n != metric]
+                scores = np.stack([_score(result, name) for name in objectives], axis=1)
+                scalars = [
+                    n for n, v in result.metrics.items() if v.ndim == 2 and n not in objectives
+                ]
                 for row, t in enumerate(asked):
-                    value = float(score[row])
+                    values = [float(v) for v in scores[row]]
                     try:
-                        if result.diverged[row].any() or not math.isfinite(value):
+                        if result.diverged[row].any() or not np.isfinite(values).all():
                             t.set_user_attr(DIVERGED_ATTR, True)
                             frozen = study.tell(t, state=optuna.trial.TrialState.FAIL)
                         else:
                             for name in scalars:  # other scalar metrics, seed means, on record
                                 t.set_user_attr(name, float(result.mean(name)[row]))
-                            frozen = study.tell(t, value)
+                            frozen = study.tell(t, values if several else values[0])
                     except finished_trial:
                         # reclaimed by a peer that took it for an orphan (an ask slower than
                         # ORPHAN_GRACE_S): its parameters are re-queued and run again there
@@ -641,7 +724,9 @@ def _search(
                     "cached_program": [g.get("cached_program") for g in group_info],
                 }
             )
-            if bar is not None:
+            if bar is not None and several:
+                bar.set_postfix(front=len(study.best_trials))
+            elif bar is not None:
                 try:
                     bar.set_postfix(best=f"{study.best_value:.4g}")
                 except ValueError:
