@@ -17,34 +17,14 @@ By default a transform acts on every leaf (as optax's ``add_decayed_weights``). 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 
+from jopt.compress.masks import Mask, every_leaf, kernels, needs_params, resolve_mask
 from jopt.hyperparams import ScalarOrSchedule, at_least, positive, stateful_transform
 
 __all__ = ["clip_by_global_norm", "kernels", "l1", "l2", "weight_decay"]
-
-Mask = Any | Callable[[optax.Params], Any] | None
-
-
-def kernels(params: optax.Params) -> Any:
-    """A mask that is True on leaves with ``ndim >= 2`` (kernels), False on biases and scales."""
-    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
-
-
-def _resolve(mask: Mask, params: optax.Params) -> Any:
-    if mask is None:
-        return jax.tree.map(lambda _: True, params)
-    return mask(params) if callable(mask) else mask
-
-
-def _needs_params(kind: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(f"{kind} needs the params: call tx.update(grads, state, params).")
 
 
 def _no_state(params, hparams):
@@ -78,9 +58,10 @@ def l1(
     """
 
     def update(grads, state, params, hp):
-        _needs_params("l1", params)
+        needs_params("l1", params)
         penalty = lambda g, p, on: g + hp["strength"] * jnp.sign(p) if on else g
-        return jax.tree.map(penalty, grads, params, _resolve(mask, params)), state
+        targets = resolve_mask(mask, params, default=every_leaf)
+        return jax.tree.map(penalty, grads, params, targets), state
 
     return stateful_transform(
         "l1", _no_state, update, {"strength": strength}, {"strength": at_least(0.0)}, name=name
@@ -116,9 +97,10 @@ def l2(
     """
 
     def update(grads, state, params, hp):
-        _needs_params("l2", params)
+        needs_params("l2", params)
         penalty = lambda g, p, on: g + hp["strength"] * p if on else g
-        return jax.tree.map(penalty, grads, params, _resolve(mask, params)), state
+        targets = resolve_mask(mask, params, default=every_leaf)
+        return jax.tree.map(penalty, grads, params, targets), state
 
     return stateful_transform(
         "l2", _no_state, update, {"strength": strength}, {"strength": at_least(0.0)}, name=name
@@ -174,10 +156,11 @@ def weight_decay(
     """
 
     def update(updates, state, params, hp):
-        _needs_params("weight_decay", params)
+        needs_params("weight_decay", params)
         step = hp["multiplier"] * hp["rate"]
         decay = lambda u, p, on: u - step * p if on else u
-        return jax.tree.map(decay, updates, params, _resolve(mask, params)), state
+        targets = resolve_mask(mask, params, default=every_leaf)
+        return jax.tree.map(decay, updates, params, targets), state
 
     return stateful_transform(
         "weight_decay",

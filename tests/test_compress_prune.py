@@ -439,9 +439,10 @@ def test_bad_regrow_every(bad):
         prune(0.5, regrow_every=bad)
 
 
-@pytest.mark.parametrize("bad", ["DPF", "rigl", "none", "", True, 16, ("dpf",)])
+@pytest.mark.parametrize("bad", ["DPF", "RigL", "none", "", True, 16, ("dpf",)])
 def test_bad_regrow_names_the_argument_the_value_and_the_choices(bad):
-    with pytest.raises(ValueError, match=r"regrow must be one of None, 'dpf', got ") as info:
+    choices = r"None, 'dpf', 'rigl', 'set'"
+    with pytest.raises(ValueError, match=rf"regrow must be one of {choices}, got ") as info:
         prune(0.5, regrow=bad)
     assert repr(bad) in str(info.value)
     # regrowth was once the default: regrow_every alone must not silently mean no regrowth

@@ -8,6 +8,7 @@ leaves with ``ndim >= 2`` (kernels), never on biases or normalization scales.
 Gradient compression (``topk``, ``sign``, ``qsgd``, ``powersgd``) goes **before** the optimizer.
 """
 
+from jopt.compress import masks
 from jopt.compress.gradients import (
     PowersgdState,
     QsgdState,
@@ -18,7 +19,14 @@ from jopt.compress.gradients import (
     sign,
     topk,
 )
-from jopt.compress.prune import PruneState, gradual, prune, sparsity, sparsity_jnp
+from jopt.compress.prune import (
+    PruneState,
+    gradual,
+    prune,
+    sparsity,
+    sparsity_jnp,
+    with_gradients,
+)
 from jopt.compress.quantize import (
     BinaryConnectState,
     QuantizedArray,
@@ -29,7 +37,7 @@ from jopt.compress.quantize import (
     quantize,
     quantize_params,
 )
-from jopt.compress.report import size_report
+from jopt.compress.report import nbytes, size_report
 from jopt.compress.share import ShareState, kmeans, share_nbytes, share_weights
 
 __all__ = [
@@ -47,6 +55,8 @@ __all__ = [
     "fake_quantize",
     "gradual",
     "kmeans",
+    "masks",
+    "nbytes",
     "powersgd",
     "prune",
     "qsgd",
@@ -59,4 +69,5 @@ __all__ = [
     "sparsity",
     "sparsity_jnp",
     "topk",
+    "with_gradients",
 ]

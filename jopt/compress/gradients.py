@@ -41,7 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jopt.compress.prune import _keep_all_but_k_smallest, _keys
+from jopt.compress.masks import (
+    Mask,
+    check_seed,
+    every_leaf,
+    flat_mask,
+    keep_all_but_k_smallest,
+    order_keys,
+    seed_key,
+)
 from jopt.hyperparams import Check, ScalarOrSchedule, stateful_transform
 
 __all__ = [
@@ -54,8 +62,6 @@ __all__ = [
     "sign",
     "topk",
 ]
-
-Mask = Any | Callable[[optax.Updates], Any] | None
 
 # Relative slack when turning ratio * n into an integer count: ratio is held as float32, so a
 # product that should be an integer (0.3 * 10) may land a few ulps above it.
@@ -120,19 +126,6 @@ class PowersgdState(NamedTuple):
 # --- shared plumbing ----------------------------------------------------------------------------
 
 
-def _resolve(mask: Mask, tree: Any) -> list[bool]:
-    """The mask as a flat list of Python bools, one per leaf of ``tree``."""
-    leaves, treedef = jax.tree.flatten(tree)
-    if mask is None:
-        return [True] * len(leaves)
-    resolved = mask(tree) if callable(mask) else mask
-    try:
-        flat = treedef.flatten_up_to(resolved)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"mask must have the structure of the gradient tree: {error}") from None
-    return [bool(on) for on in flat]
-
-
 def _bits_dense(tree: Any) -> jax.Array:
     return jnp.asarray(32.0 * sum(np.size(x) for x in jax.tree.leaves(tree)), jnp.float32)
 
@@ -159,7 +152,7 @@ def _error_feedback(
     per-leaf ``aux`` outputs (``None`` at unmasked leaves).
     """
     flat_g, treedef = jax.tree.flatten(grads)
-    flat_on = _resolve(mask, grads)
+    flat_on = flat_mask(mask, grads, default=every_leaf)
     flat_e = [None] * len(flat_g) if residual is None else treedef.flatten_up_to(residual)
     leaf_args = leaf_args or [()] * len(flat_g)
     sent, new_residual, bits, aux = [], [], [], []
@@ -191,26 +184,6 @@ def _check_bool(kind: str, name: str, value: Any) -> None:
         raise TypeError(f"{kind}: {name} must be True or False, got {value!r}.")
 
 
-def _check_seed(kind: str, seed: Any) -> None:
-    integral = isinstance(seed, (int, np.integer)) or (
-        isinstance(seed, (jax.Array, np.ndarray)) and jnp.issubdtype(seed.dtype, jnp.integer)
-    )
-    if isinstance(seed, bool) or not integral:
-        raise TypeError(f"{kind}: seed must be an integer or a PRNG key, got {seed!r}.")
-    if np.ndim(seed) not in (0, 1) or (np.ndim(seed) == 1 and np.shape(seed) != (2,)):
-        raise TypeError(
-            f"{kind}: seed must be an integer or a PRNG key of shape (2,), got shape "
-            f"{np.shape(seed)}."
-        )
-
-
-def _seed_key(seed: Any) -> jax.Array:
-    """The PRNG key of ``seed``: ``PRNGKey(seed)`` for an integer, the key itself for a key."""
-    if np.ndim(seed) == 1:  # a raw uint32 key, possibly traced (one key per vmapped worker)
-        return jnp.asarray(seed, jnp.uint32)
-    return jax.random.PRNGKey(seed)
-
-
 # --- top-k --------------------------------------------------------------------------------------
 
 
@@ -227,8 +200,8 @@ def _topk_leaf(p: jax.Array, ratio: jax.Array) -> tuple[jax.Array, jax.Array, No
     # Exactly k entries survive even with ties, and k may be traced (lax.top_k needs a Python
     # int): drop the n - k smallest |p| found by bisection on the float bits (no sort).
     # Reversed, so that among equal |p| the earliest positions are kept.
-    keys = _keys(flat[::-1], jnp.ones(n, bool))
-    keep = _keep_all_but_k_smallest(keys, n - k)[::-1]
+    keys = order_keys(flat[::-1], jnp.ones(n, bool))
+    keep = keep_all_but_k_smallest(keys, n - k)[::-1]
     kept = jnp.where(keep, flat, jnp.zeros_like(flat)).reshape(p.shape)
     return kept, k.astype(jnp.float32) * (32 + _index_bits(n)), None
 
@@ -517,7 +490,7 @@ def qsgd(
       <https://arxiv.org/abs/1610.02132>`_, 2017.
     """
     _check_bool("qsgd", "error_feedback", error_feedback)
-    _check_seed("qsgd", seed)
+    check_seed("qsgd", seed)
     if bucket_size is not None and (
         isinstance(bucket_size, bool)
         or not isinstance(bucket_size, (int, np.integer))
@@ -531,7 +504,7 @@ def qsgd(
     def init(params, hp):
         del hp
         residual = _zeros_like(params) if error_feedback else None
-        key = _seed_key(seed)
+        key = seed_key(seed)
         return QsgdState(key, residual, _zero_bits(), _bits_dense(params))
 
     def update(grads, state, params, hp):
@@ -641,13 +614,13 @@ def powersgd(
         )
     rank = int(rank)
     _check_bool("powersgd", "error_feedback", error_feedback)
-    _check_seed("powersgd", seed)
+    check_seed("powersgd", seed)
 
     def init(params, hp):
         del hp
         leaves, treedef = jax.tree.flatten(params)
-        flat_on = _resolve(mask, params)
-        keys = jax.random.split(_seed_key(seed), max(len(leaves), 1))
+        flat_on = flat_mask(mask, params, default=every_leaf)
+        keys = jax.random.split(seed_key(seed), max(len(leaves), 1))
         qs = []
         for i, (leaf, on) in enumerate(zip(leaves, flat_on)):
             if on and jnp.ndim(leaf) >= 2:

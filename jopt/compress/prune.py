@@ -1,4 +1,4 @@
-r"""Magnitude pruning with an exact, traceable sparsity, and the Zhu & Gupta schedule.
+r"""Magnitude pruning with an exact, traceable sparsity, dynamic sparse training, and Zhu & Gupta.
 
 ``prune`` goes in ``optax.chain`` **after** the optimizer. It receives the optimizer's update
 :math:`u` and the params :math:`\theta` and emits :math:`u'` such that :math:`\theta + u'` is the
@@ -10,30 +10,33 @@ are left alone (``mask=`` overrides this).
 How the exact count stays traceable. The number of weights to prune is
 :math:`k = \operatorname{round}(s \cdot n)` (round half to even), an int32 computed from the
 sparsity :math:`s`, which may be a tracer (``jax.vmap`` over sparsities) or a schedule. The
-:math:`k`-th smallest score is found by a 31-step bisection over the bits of the float32 scores
-(non-negative floats order like their int32 bit patterns), so no shape depends on :math:`k`;
-ties at the threshold are broken by position, so exactly :math:`k` weights are pruned whatever
-the values. (A bisection rather than ``jnp.sort``: XLA's CPU sort of 15k floats takes ~3 ms,
-which would dwarf an optimizer step; the bisection is ~0.2 ms and gives the same threshold.)
+weights to drop are found by ``jopt.compress.masks.keep_all_but_k_smallest`` (a bisection over
+the bits of the float32 scores, ties broken by position), so no shape depends on :math:`k` and
+exactly :math:`k` weights are pruned whatever the values.
 
-Masks live in the state. By default (``regrow=None``, classic magnitude pruning) pruned weights
-score below every kept weight, so when the sparsity only grows a pruned weight never comes back,
-and when it is unchanged the mask is unchanged; the selection therefore only runs (under
-``lax.cond``) on the steps where :math:`k` differs from the number currently pruned (or, with
-``regrow="dpf"``, also on every ``regrow_every``-th step). Under ``jax.vmap`` over the sparsity
+The transform is a few small named pieces and one wrapper, as in jaxpruner:
+
+* a **score** per ``criterion`` (``_CRITERIA``): :math:`|w|` or :math:`|w \cdot u|`;
+* a **selection** per structure (``_selection``): one global threshold, one per leaf, or the
+  ``n`` largest of every ``m``; each keeps all but a given count of the smallest scores and
+  ranks non-candidates below every candidate;
+* a **regrowth** method per ``regrow`` (``_REGROW``): which weights compete for the kept
+  places, whether a dense latent copy is kept, and when the mask is re-selected;
+* the shared **mask update** (``_apply_masks``): :math:`\theta + u'` is the masked weight.
+
+Masks live in the state. With ``regrow=None`` (classic magnitude pruning) pruned weights score
+below every kept weight, so when the sparsity only grows a pruned weight never comes back, and
+when it is unchanged the mask is unchanged; the selection therefore only runs (under
+``lax.cond``) on the steps where :math:`k` differs from the number currently pruned, or, with a
+``regrow`` method, also on every ``regrow_every``-th step. Under ``jax.vmap`` over the sparsity
 a plain ``cond`` would become a select that runs the selection on every step; a custom batching
 rule keeps it a branch that runs (for the whole batch) only on the steps where some member's
-count changes.
-
-With ``regrow="dpf"`` the state also keeps latent weights and the selection runs among all of
-them every ``regrow_every`` (default 16) steps (dynamic pruning with feedback), so pruned weights
-can come back and pruning from the first step trains. In both modes the params are exactly zero
-wherever the mask is off. Each ``regrow`` method is a small selection function (``_REGROW``):
-given the scores and the current masks, it says which weights compete for the kept places.
+mask may change.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -44,72 +47,112 @@ import numpy as np
 import optax
 from jax import lax
 
+from jopt.compress.masks import (
+    Mask,
+    check_seed,
+    flat_mask,
+    keep_all_but_k_smallest,
+    keep_all_but_k_smallest_per_leaf,
+    needs_params,
+    order_keys,
+    resolve_mask,
+    seed_key,
+)
 from jopt.hyperparams import (
     Check,
     ScalarOrSchedule,
     in_unit_interval,
+    is_concrete,
     stateful_transform,
     validate_hyperparam,
 )
 
-__all__ = ["PruneState", "gradual", "prune", "sparsity", "sparsity_jnp"]
+__all__ = [
+    "DPF_REGROW_EVERY",
+    "SPARSE_TRAINING_REGROW_EVERY",
+    "PruneState",
+    "gradual",
+    "prune",
+    "sparsity",
+    "sparsity_jnp",
+    "with_gradients",
+]
 
-Mask = Any | Callable[[optax.Params], Any] | None
-
-
-# --- shared helpers (also used by quantize.py and share.py) -------------------------------------
-
-
-def _kernels(params: optax.Params) -> Any:
-    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
-
-
-def _target_mask(mask: Mask, params: optax.Params) -> Any:
-    """The static bool pytree of leaves to compress: kernels unless ``mask`` says otherwise."""
-    if mask is None:
-        return _kernels(params)
-    resolved = mask(params) if callable(mask) else mask
-    return jax.tree.map(bool, resolved)
-
-
-def _needs_params(kind: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(f"{kind} needs the params: call tx.update(updates, state, params).")
+# Steps between re-selections of the mask with regrow="dpf" (Lin et al. 2020 used 16).
+DPF_REGROW_EVERY = 16
+# Steps between drop-and-grow updates with regrow="rigl" or "set" (Evci et al. 2020: 100).
+SPARSE_TRAINING_REGROW_EVERY = 100
+# The fraction of kept weights dropped and regrown (alpha of RigL, zeta of SET: 0.3 in both).
+DEFAULT_DROP_FRACTION = 0.3
 
 
-# --- exact selection of the k smallest ----------------------------------------------------------
+class PruneState(NamedTuple):
+    """Inner state of ``prune`` (inside ``jopt.HyperparamState.inner``).
+
+    Attributes:
+      masks: bool pytree like the params; True where a weight is kept (a scalar True for leaves
+        that are not pruned).
+      pruned: int32 vector, the number of weights currently pruned in each pruned leaf.
+      latent: with ``regrow="dpf"``, the dense weights of the pruned leaves (pruned weights keep
+        learning here); a scalar 0 for the other leaves, and for every leaf with the other
+        methods (no second copy of the weights).
+      step: int32, the number of updates so far.
+      key: with ``regrow="set"``, the uint32 PRNG key of the random growth (step ``t`` draws
+        from ``fold_in(key, t)``); None otherwise.
+    """
+
+    masks: Any
+    pruned: jax.Array
+    latent: Any
+    step: jax.Array
+    key: jax.Array | None = None
 
 
-def _keys(scores: jax.Array, kept: jax.Array) -> jax.Array:
-    """int32 keys ordered like the scores (>= 0); pruned weights get key 0, below all others."""
-    bits = lax.bitcast_convert_type(jnp.abs(scores).astype(jnp.float32), jnp.int32)
-    return jnp.where(kept, bits + 1, 0)
+# --- scores, one per criterion ------------------------------------------------------------------
 
 
-def _kth_smallest(keys: jax.Array, k: jax.Array) -> jax.Array:
-    """The k-th smallest key (1-based) by bisection over its 31 value bits; 0 when k == 0."""
-
-    def body(i, prefix):
-        candidate = prefix | jnp.left_shift(jnp.int32(1), 30 - i)
-        below = jnp.sum(keys < candidate, dtype=jnp.int32)
-        return jnp.where(below < k, candidate, prefix)
-
-    return lax.fori_loop(0, 31, body, jnp.int32(0))
+def _magnitude(w: jax.Array, u: jax.Array | None) -> jax.Array:
+    """``criterion="magnitude"``: :math:`|w|`."""
+    del u
+    return jnp.abs(w)
 
 
-def _keep_all_but_k_smallest(keys: jax.Array, k: jax.Array) -> jax.Array:
-    """Bool mask (flat) that drops exactly the k smallest keys, ties broken by position."""
-    threshold = _kth_smallest(keys, k)
-    below = keys < threshold
-    tied = keys == threshold
-    wanted = k - jnp.sum(below, dtype=jnp.int32)  # how many of the ties at the threshold to drop
-    drop = below | (tied & (jnp.cumsum(tied, dtype=jnp.int32) <= wanted))
-    return ~drop
+def _saliency(w: jax.Array, u: jax.Array) -> jax.Array:
+    """``criterion="saliency"``: the first-order Taylor estimate :math:`|w \\cdot u|`."""
+    return jnp.abs(w * u)
+
+
+_CRITERIA: dict[str, Callable[[jax.Array, Any], jax.Array]] = {
+    "magnitude": _magnitude,
+    "saliency": _saliency,
+}
+
+
+# --- selections, one per structure --------------------------------------------------------------
+#
+# ``keep(scores, candidates, count) -> masks`` keeps all but the ``count`` smallest scores of the
+# pruned leaves and ranks every non-candidate below every candidate (so non-candidates are
+# dropped first). ``count`` is a scalar (global), a vector (per leaf), or unused (N:M).
+
+
+def _keep_global(scores: list, candidates: list, count: jax.Array) -> list:
+    """One threshold over all pruned leaves together."""
+    keys = jnp.concatenate([order_keys(s, m).ravel() for s, m in zip(scores, candidates)])
+    flat = keep_all_but_k_smallest(keys, count)
+    cuts = np.cumsum([s.size for s in scores])[:-1].tolist()
+    return [f.reshape(s.shape) for f, s in zip(jnp.split(flat, cuts), scores)]
+
+
+def _keep_per_leaf(scores: list, candidates: list, counts: jax.Array) -> list:
+    """One threshold per leaf, ``counts[i]`` pruned in leaf ``i``."""
+    flat = [order_keys(s, m).ravel() for s, m in zip(scores, candidates)]
+    kept = keep_all_but_k_smallest_per_leaf(flat, counts)
+    return [f.reshape(s.shape) for f, s in zip(kept, scores)]
 
 
 def _n_m_keep(scores: jax.Array, kept: jax.Array, n: int, m: int) -> jax.Array:
     """Keeps the n largest of every m consecutive entries along axis -2 (ties by position)."""
-    keys = _keys(scores, kept)
+    keys = order_keys(scores, kept)
     moved = jnp.moveaxis(keys, -2, -1)
     groups = moved.reshape((*moved.shape[:-1], moved.shape[-1] // m, m))
     # rank = how many entries of the group come first (larger, or equal and earlier): m * m
@@ -121,24 +164,301 @@ def _n_m_keep(scores: jax.Array, kept: jax.Array, n: int, m: int) -> jax.Array:
     return jnp.moveaxis(keep, -1, -2)
 
 
-def _keep_all_but_k_smallest_per_leaf(keys: list[jax.Array], ks: jax.Array) -> list[jax.Array]:
-    """``_keep_all_but_k_smallest`` for several flat leaves at once, as one padded ``(leaves,
-    max size)`` array: one bisection and one cumsum for all leaves rather than one per leaf
-    (XLA's CPU kernel launches dominate at these sizes)."""
-    sizes = [k.size for k in keys]
-    pad = jnp.iinfo(jnp.int32).max  # above every key: never counted, never dropped
-    table = jnp.stack([jnp.pad(k, (0, max(sizes) - k.size), constant_values=pad) for k in keys])
+class _Selection(NamedTuple):
+    keep: Callable[[list, list, jax.Array], list]  # (scores, candidates, count) -> masks
+    count: Callable[[dict, np.ndarray], jax.Array]  # (hparams, leaf sizes) -> target pruned
+    changed: Callable[[jax.Array, jax.Array], jax.Array]  # (pruned per leaf, target) -> bool
+    kept: Callable[[jax.Array, np.ndarray], jax.Array] | None  # (target, sizes) -> kept
 
-    def body(i, prefixes):
-        candidates = prefixes | jnp.left_shift(jnp.int32(1), 30 - i)
-        below = jnp.sum(table < candidates[:, None], axis=1, dtype=jnp.int32)
-        return jnp.where(below < ks, candidates, prefixes)
 
-    thresholds = lax.fori_loop(0, 31, body, jnp.zeros((len(keys),), jnp.int32))[:, None]
-    below, tied = table < thresholds, table == thresholds
-    wanted = ks - jnp.sum(below, axis=1, dtype=jnp.int32)
-    keep = ~(below | (tied & (jnp.cumsum(tied, axis=1, dtype=jnp.int32) <= wanted[:, None])))
-    return [keep[row, :size] for row, size in enumerate(sizes)]
+def _any_leaf_changed(pruned: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.any(pruned != target)
+
+
+def _selection(scope: str, n_m: tuple[int, int] | None) -> _Selection:
+    """The selection of ``scope`` and ``structure`` (N:M ignores the scope)."""
+    if n_m is not None:
+        n, m = n_m
+
+        def keep_n_of_m(scores, candidates, count):
+            del count  # the pattern fixes the count
+            return [_n_m_keep(s, c, n, m) & c for s, c in zip(scores, candidates)]
+
+        n_m_count = lambda hp, sizes: jnp.asarray(sizes * (m - n) // m, jnp.int32)
+        return _Selection(keep_n_of_m, n_m_count, _any_leaf_changed, kept=None)
+    if scope == "layer":
+        return _Selection(
+            _keep_per_leaf,
+            lambda hp, sizes: jnp.round(hp["sparsity"] * sizes).astype(jnp.int32),
+            _any_leaf_changed,
+            kept=lambda count, sizes: jnp.asarray(sizes, jnp.int32) - count,
+        )
+    return _Selection(
+        _keep_global,
+        lambda hp, sizes: jnp.round(hp["sparsity"] * sizes.sum()).astype(jnp.int32),
+        lambda pruned, total: jnp.sum(pruned) != total,
+        kept=lambda total, sizes: jnp.int32(sizes.sum()) - total,
+    )
+
+
+# --- regrowth methods ---------------------------------------------------------------------------
+#
+# A method re-selects the mask: ``select(scores, old, keep, count, grow)`` gets the scores of the
+# pruned leaves, their masks before the step, the selection ``keep`` of the current scope or
+# structure, the target ``count`` and the method's own input ``grow`` (built outside the
+# ``cond`` by ``grow_input``). Scope, structure and the exact count are shared; a method only
+# says which weights compete for the kept places.
+
+
+def _select_none(scores: list, old: list, keep: Callable, count: jax.Array, grow: Any) -> list:
+    """``regrow=None``: only the kept weights compete, so a pruned weight stays pruned while the
+    sparsity does not fall, and an unchanged count leaves the mask unchanged."""
+    del grow
+    return keep(scores, old, count)
+
+
+def _select_dpf(scores: list, old: list, keep: Callable, count: jax.Array, grow: Any) -> list:
+    """``regrow="dpf"``: every weight competes by the score of its latent weight, so a pruned
+    weight whose updates outgrow the kept ones comes back."""
+    del grow
+    return keep(scores, [jnp.ones(m.shape, bool) for m in old], count)
+
+
+def _drop_and_grow(
+    scores: list,
+    old: list,
+    keep: Callable,
+    count: jax.Array,
+    grow_scores: list,
+    drop: jax.Array,
+    avoid_dropped: bool,
+) -> list:
+    """Drops the ``drop`` kept weights of smallest score and grows as many of largest
+    ``grow_scores`` among the others: the pruned count stays ``count`` exactly.
+
+    With ``avoid_dropped`` the weights dropped now are grown back only when too few others are
+    pruned (SET grows new connections); otherwise they compete like any pruned weight (RigL).
+    """
+    base = keep(scores, old, count)  # the target count first, as with regrow=None
+    kept = keep(scores, base, count + drop)  # base's pruned rank lowest: `drop` more go
+    # The weights still kept outrank every grow score; then the `count` lowest stay pruned.
+    lifted = [jnp.where(k, jnp.inf, g) for k, g in zip(kept, grow_scores)]
+    if avoid_dropped:
+        candidates = [~(b & ~k) for b, k in zip(base, kept)]
+    else:
+        candidates = [jnp.ones(k.shape, bool) for k in kept]
+    return keep(lifted, candidates, count)
+
+
+def _select_rigl(scores: list, old: list, keep: Callable, count: jax.Array, grow: Any) -> list:
+    """``regrow="rigl"``: grows where the dense gradient is largest in magnitude."""
+    grads, drop = grow
+    magnitudes = [jnp.abs(g) for g in grads]
+    return _drop_and_grow(scores, old, keep, count, magnitudes, drop, avoid_dropped=False)
+
+
+def _select_set(scores: list, old: list, keep: Callable, count: jax.Array, grow: Any) -> list:
+    """``regrow="set"``: grows at uniformly random pruned positions."""
+    key, drop = grow
+    keys = jax.random.split(key, len(scores))
+    draws = [jax.random.uniform(k, s.shape) for k, s in zip(keys, scores)]
+    return _drop_and_grow(scores, old, keep, count, draws, drop, avoid_dropped=True)
+
+
+def _period(hp: dict) -> jax.Array:
+    """``regrow_every`` as an int32 >= 1 (it is held as a float, and may be traced)."""
+    return jnp.maximum(jnp.round(hp["regrow_every"]).astype(jnp.int32), 1)
+
+
+def _due_every(step: jax.Array, hp: dict) -> jax.Array:
+    """Re-select on every ``regrow_every``-th step, from step 0 (DPF)."""
+    return step % _period(hp) == 0
+
+
+def _due_until_end(step: jax.Array, hp: dict) -> jax.Array:
+    """Drop and grow on every ``regrow_every``-th step after the first and before
+    ``regrow_end`` (RigL, SET); step 0 only forms the first mask."""
+    return (step % _period(hp) == 0) & (step > 0) & (step < hp["regrow_end"])
+
+
+def _drop_fraction(step: jax.Array, hp: dict) -> jax.Array:
+    r"""RigL's cosine decay :math:`\alpha_t = \frac{\alpha}{2}(1 + \cos(\pi t / T_{end}))`; the
+    constant :math:`\alpha` when ``regrow_end`` is infinite (None)."""
+    decay = 0.5 * (1.0 + jnp.cos(jnp.pi * step.astype(jnp.float32) / hp["regrow_end"]))
+    return hp["drop_fraction"] * decay
+
+
+def _drop_count(step: jax.Array, hp: dict, kept: jax.Array, due: jax.Array) -> jax.Array:
+    """round(alpha_t * kept) weights to drop (and grow) on a due step, 0 otherwise."""
+    drop = jnp.round(_drop_fraction(step, hp) * kept).astype(jnp.int32)
+    return jnp.where(due, drop, 0)
+
+
+def _no_input(state: PruneState, grads: list | None, drop: jax.Array) -> None:
+    del state, grads, drop
+
+
+def _gradient_input(state: PruneState, grads: list | None, drop: jax.Array) -> tuple:
+    del state
+    if grads is None:
+        raise ValueError(
+            "prune: regrow='rigl' grows where the dense gradient is largest and needs it: "
+            "call tx.update(updates, state, params, grads=grads), or wrap the whole optimizer "
+            "as jopt.compress.with_gradients(optax.chain(...)) (as jopt.train.fit calls it)."
+        )
+    return grads, drop
+
+
+def _random_input(state: PruneState, grads: list | None, drop: jax.Array) -> tuple:
+    del grads
+    return jax.random.fold_in(state.key, state.step), drop
+
+
+class _Regrow(NamedTuple):
+    select: Callable[[list, list, Callable, jax.Array, Any], list]
+    latent: bool  # dense latent weights in the state: pruned weights keep taking updates
+    due: Callable[[jax.Array, dict], jax.Array] | None  # periodic re-selection (None: never)
+    every: int | None  # default regrow_every
+    drops: bool  # drop-and-grow: drop_fraction and regrow_end apply
+    grow_input: Callable[[PruneState, list | None, jax.Array], Any]
+
+
+_REGROW: dict[str | None, _Regrow] = {
+    None: _Regrow(_select_none, False, None, None, False, _no_input),
+    "dpf": _Regrow(_select_dpf, True, _due_every, DPF_REGROW_EVERY, False, _no_input),
+    "rigl": _Regrow(
+        _select_rigl, False, _due_until_end, SPARSE_TRAINING_REGROW_EVERY, True, _gradient_input
+    ),
+    "set": _Regrow(
+        _select_set, False, _due_until_end, SPARSE_TRAINING_REGROW_EVERY, True, _random_input
+    ),
+}
+
+
+# --- the shared mask update ---------------------------------------------------------------------
+
+
+def _apply_masks(
+    ups: list, leaves: list, latents: list, idx: list, ws: list, old: list, new: list, latent: bool
+) -> tuple[list, list]:
+    """The updates ``u'`` with :math:`\\theta + u'` the masked weight, and the new latents."""
+    out, new_latents = list(ups), list(latents)
+    for j, i in enumerate(idx):
+        if latent:
+            # A weight pruned now restarts from 0 in the latent: a pruned weight's latent is the
+            # sum of the updates since it was pruned (keeping its old value instead swaps stale
+            # weights back in: 59% vs 63% on the chain of prune's docstring note, 6 keys).
+            w = jnp.where(old[j] & ~new[j], 0.0, ws[j])
+            out[i] = jnp.where(new[j], w - leaves[i], -leaves[i])  # -theta+theta == 0
+            new_latents[i] = w
+        else:
+            # A pruned weight is exactly 0, so a weight kept again (or grown) starts from 0 + u.
+            out[i] = jnp.where(new[j], ups[i], -leaves[i])
+    return out, new_latents
+
+
+# --- the transform --------------------------------------------------------------------------------
+
+
+def _is_int_like(value: Any) -> bool:
+    """A Python/NumPy int or a JAX/NumPy scalar array (possibly traced), not a bool or str."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0
+
+
+_PERIOD = Check(lambda v: bool(np.all((v >= 1) & (v == np.floor(v)))), "an int >= 1", low=1.0)
+_END = Check(lambda v: bool(np.all(v > 0)), "> 0 (inf: no end)", low=0.0, low_open=True)
+
+
+def _regrow_hyperparams(
+    regrow: Any,
+    regrow_every: Any,
+    drop_fraction: Any,
+    regrow_end: Any,
+    seed: Any,
+) -> tuple[dict, dict[str, Check]]:
+    """Checks the regrowth arguments; returns the hyperparameters they put in the state."""
+    if not (regrow is None or isinstance(regrow, str)) or regrow not in _REGROW:
+        allowed = ", ".join(repr(key) for key in _REGROW)
+        raise ValueError(f"prune: regrow must be one of {allowed}, got {regrow!r}.")
+    if regrow_every is not None and (
+        not _is_int_like(regrow_every)
+        or (is_concrete(regrow_every) and not _PERIOD.ok(np.asarray(regrow_every)))
+    ):  # a traced period is checked per configuration by the sweep (stateful_transform)
+        raise ValueError(f"prune: regrow_every must be an int >= 1 or None, got {regrow_every!r}.")
+    method = _REGROW[regrow]
+    if regrow is None and regrow_every is not None:
+        # with regrowth once the default, this call would now prune without it, silently
+        raise ValueError(
+            f"prune: regrow_every={regrow_every!r} applies only with regrow='dpf', 'rigl' or "
+            "'set'; pass one of those as well (pruned weights regrow), or drop regrow_every "
+            "for classic magnitude pruning."
+        )
+    for name, value in (("drop_fraction", drop_fraction), ("regrow_end", regrow_end)):
+        if value is not None and not method.drops:
+            raise ValueError(
+                f"prune: {name}={value!r} applies only with regrow='rigl' or 'set', got "
+                f"regrow={regrow!r}."
+            )
+    if seed is not None and regrow != "set":
+        raise ValueError(f"prune: seed applies only with regrow='set', got regrow={regrow!r}.")
+    if method.every is None:
+        return {}, {}
+    hyperparams = {"regrow_every": method.every if regrow_every is None else regrow_every}
+    checks = {"regrow_every": _PERIOD}
+    if method.drops:
+        hyperparams["drop_fraction"] = (
+            DEFAULT_DROP_FRACTION if drop_fraction is None else drop_fraction
+        )
+        hyperparams["regrow_end"] = math.inf if regrow_end is None else regrow_end
+        checks["drop_fraction"] = in_unit_interval(closed=True)
+        checks["regrow_end"] = _END
+    if regrow == "set":
+        check_seed("prune", 0 if seed is None else seed)
+    return hyperparams, checks
+
+
+def _sparsity_hyperparams(
+    sparsity: Any, n_m: tuple[int, int] | None, structure: Any, begin_step: Any
+) -> tuple[dict, dict[str, Check]]:
+    """Checks ``sparsity`` and ``begin_step``; returns the hyperparameters they put in state."""
+    if not isinstance(begin_step, jax.core.Tracer) and not float(begin_step) >= 0:
+        raise ValueError(f"prune: begin_step must be >= 0, got {begin_step!r}.")
+    delayed = isinstance(begin_step, jax.core.Tracer) or float(begin_step) > 0
+    if n_m is not None and delayed:
+        raise ValueError(f"prune: begin_step is not supported with structure={structure!r}.")
+    if n_m is None and sparsity is None:
+        raise ValueError("prune: sparsity must be a value in [0, 1) or a schedule, got None.")
+    if n_m is not None:
+        implied = 1.0 - n_m[0] / n_m[1]
+        if sparsity is not None and not (
+            isinstance(sparsity, (int, float)) and np.isclose(sparsity, implied)
+        ):
+            raise ValueError(
+                f"prune: with structure={structure!r} the sparsity is {implied:g}; pass "
+                f"sparsity=None (got {sparsity!r})."
+            )
+        return {}, {}
+    checks: dict[str, Check] = {"sparsity": in_unit_interval()}
+    if delayed:
+        validate_hyperparam("prune", "sparsity", sparsity, checks["sparsity"])  # before wrapping
+        sparsity = _from_step(sparsity, begin_step)
+    return {"sparsity": sparsity}, checks
+
+
+def _parse_structure(structure: str | None) -> tuple[int, int] | None:
+    if structure is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(structure))
+    if match is None:
+        raise ValueError(f"prune: structure must be None or 'n:m' (e.g. '2:4'), got {structure!r}.")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 0 < n < m:
+        raise ValueError(f"prune: structure 'n:m' needs 0 < n < m, got {structure!r}.")
+    return n, m
 
 
 def _gated_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, operand: Any) -> Any:
@@ -193,84 +513,16 @@ def _from_step(sparsity: ScalarOrSchedule, begin_step: int | jax.Array) -> Calla
     return schedule
 
 
-# --- the transform --------------------------------------------------------------------------------
-
-
-class PruneState(NamedTuple):
-    """Inner state of ``prune`` (inside ``jopt.HyperparamState.inner``).
-
-    Attributes:
-      masks: bool pytree like the params; True where a weight is kept (a scalar True for leaves
-        that are not pruned).
-      pruned: int32 vector, the number of weights currently pruned in each pruned leaf.
-      latent: with ``regrow="dpf"``, the dense weights of the pruned leaves (pruned weights keep
-        learning here); a scalar 0 for the other leaves, and for every leaf with ``regrow=None``
-        (no second copy of the weights).
-      step: int32, the number of updates so far.
-    """
-
-    masks: Any
-    pruned: jax.Array
-    latent: Any
-    step: jax.Array
-
-
-def _parse_structure(structure: str | None) -> tuple[int, int] | None:
-    if structure is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(structure))
-    if match is None:
-        raise ValueError(f"prune: structure must be None or 'n:m' (e.g. '2:4'), got {structure!r}.")
-    n, m = int(match.group(1)), int(match.group(2))
-    if not 0 < n < m:
-        raise ValueError(f"prune: structure 'n:m' needs 0 < n < m, got {structure!r}.")
-    return n, m
-
-
-# --- regrowth methods ---------------------------------------------------------------------------
-#
-# A method re-selects the mask: ``select(scores, old, choose)`` gets the scores of the pruned
-# leaves, their masks before the step and ``choose(scores, candidates)``, the exact selection of
-# the current scope or N:M structure, which keeps all but the k smallest scores and ranks every
-# non-candidate below every candidate (so non-candidates are dropped first). Scope, structure
-# and the exact count are shared; a method only says which weights compete for the kept places.
-
-
-def _select_none(scores: list, old: list, choose: Callable) -> list:
-    """``regrow=None``: only the kept weights compete, so a pruned weight stays pruned while the
-    sparsity does not fall, and an unchanged count leaves the mask unchanged."""
-    return choose(scores, old)
-
-
-def _select_dpf(scores: list, old: list, choose: Callable) -> list:
-    """``regrow="dpf"``: every weight competes by the score of its latent weight, so a pruned
-    weight whose updates outgrow the kept ones comes back."""
-    return choose(scores, [jnp.ones(m.shape, bool) for m in old])
-
-
-class _Regrow(NamedTuple):
-    select: Callable[[list, list, Callable], list]
-    latent: bool  # dense latent weights in the state: pruned weights keep taking updates
-    periodic: bool  # also re-selects every ``regrow_every`` steps, not only when k changes
-
-
-_REGROW: dict[str | None, _Regrow] = {
-    None: _Regrow(_select_none, latent=False, periodic=False),
-    "dpf": _Regrow(_select_dpf, latent=True, periodic=True),
-}
-
-
-# Steps between re-selections of the mask with regrow="dpf" (Lin et al. 2020 used 16).
-DPF_REGROW_EVERY = 16
-
-
 def prune(
     sparsity: ScalarOrSchedule | None,
     *,
     scope: str = "global",
     structure: str | None = None,
     regrow: str | None = None,
-    regrow_every: int | None = None,
+    regrow_every: int | jax.Array | None = None,
+    drop_fraction: ScalarOrSchedule | None = None,
+    regrow_end: float | jax.Array | None = None,
+    seed: int | jax.Array | None = None,
     criterion: str = "magnitude",
     mask: Mask = None,
     begin_step: int | jax.Array = 0,
@@ -298,7 +550,7 @@ def prune(
     ``experiments.bench_compress``), and from trained weights with Zhu & Gupta's schedule it
     trains better than regrowth (66.4% against 63.1% in the note below). It cannot prune hard
     from the random init, since the mask chosen at the first update never changes (9% in the
-    note): there, start later (``begin_step``, ``gradual``) or use ``regrow="dpf"``.
+    note): there, start later (``begin_step``, ``gradual``) or use a ``regrow`` method.
 
     With ``regrow="dpf"`` (dynamic pruning with feedback, Lin et al. 2020) the state holds
     latent weights :math:`\tilde\theta` (the params at ``init``) that take every update, also at
@@ -321,6 +573,44 @@ def prune(
     The latent doubles the memory of the pruned leaves in the state; with :math:`R = 16` a step
     costs about 1.2x a plain Adam step, with :math:`R = 1` 2.7x (``experiments.bench_compress``).
 
+    With ``regrow="rigl"`` (Evci et al. 2020) and ``regrow="set"`` (Mocanu et al. 2018), dynamic
+    sparse training, the mask moves at a constant sparsity and no latent is kept: on every
+    :math:`R`-th step :math:`t` with :math:`0 < t < T_{end}` (``regrow_end``), the
+    :math:`d_t = \operatorname{round}(\alpha_t (n - k_t))` kept weights of smallest
+    :math:`\sigma` are dropped and :math:`d_t` others are grown: for RigL those of largest
+    dense-gradient magnitude :math:`|g|` among all weights not still kept (a weight dropped now
+    may come straight back, as in RigL's code), for SET uniformly random ones among the
+    weights pruned before this step (the dropped ones only when too few others are pruned),
+    from ``fold_in(PRNGKey(seed), t)``. With :math:`K_t` the weights kept after the drop:
+
+    .. math::
+      \alpha_t &= \frac{\alpha}{2}\left(1 + \cos\frac{\pi t}{T_{end}}\right) \\
+      K_t &= M'_t \setminus \{\text{the } d_t \text{ weights of } M'_t
+             \text{ of smallest } \sigma\}, \quad M'_t = \text{the mask of regrow=None} \\
+      M_t &= K_t \cup \{\text{the } d_t \text{ weights of largest } |g| \text{ (RigL) or
+             random (SET) outside } K_t\}
+
+    where :math:`\alpha` = ``drop_fraction``. A grown weight was exactly 0, so it starts from
+    :math:`0 + u_t` (this step's update): the mask prunes exactly :math:`k_t` weights, and the
+    params have exactly :math:`k_t` zeros after every update unless a kept weight is itself
+    exactly 0 (a grown weight whose update is 0, e.g. one fed by an input that is always 0).
+    Between drop-and-grow steps this is ``regrow=None``.
+
+    RigL needs the dense gradient :math:`g`, while ``prune`` sits after the optimizer and
+    receives its update :math:`u` (:math:`-\alpha g` only after plain SGD; a preconditioned,
+    averaged step after momentum or Adam). So, like jaxpruner's RigL, which reads the gradient
+    that reaches its wrapper before the inner optimizer, ``prune`` takes it as the extra keyword
+    ``grads=`` of ``update``: wrap the whole optimizer in :func:`with_gradients`, which passes
+    the gradient it receives on to every member of the chain, or call
+    ``tx.update(updates, state, params, grads=grads)`` yourself. Without it, ``regrow="rigl"``
+    raises a ValueError rather than rank by the update. The gradient at a pruned weight is
+    the dense one (the weight is exactly 0 in the forward pass), which is what RigL grows by.
+
+    .. warning::
+      The optimizer's state is not reset where a weight is grown (jaxpruner resets momentum and
+      Adam's moments there): ``prune`` cannot see the optimizer's state. With momentum or Adam
+      the first updates of a grown weight carry the moments accumulated while it was pruned.
+
     .. note::
       Measured on the MNIST-1D MLP (3000 steps, batch 100, test accuracy, keys 0-5 as one vmapped
       program) with ``optax.chain(jopt.compress.topk(0.01), jopt.momentum(0.1), prune(...))``;
@@ -334,10 +624,11 @@ def prune(
       ``begin_step=1000``, 65.5% with ``"dpf"``. With ``jopt.adam(1e-2)`` and ``prune(0.8)``
       from step 0: 63.7% with ``"dpf"`` against 54.2% with ``regrow=None``.
 
-    In both modes the params are exactly 0 wherever the mask is off, after every update.
+    With every method the params are exactly 0 wherever the mask is off, after every update.
 
     With ``scope="global"``, :math:`n` counts the weights of all pruned leaves together and one
-    threshold is shared; with ``"layer"`` each leaf is pruned to :math:`s_t` separately. Exactly
+    threshold is shared (RigL and SET then drop and grow across leaves); with ``"layer"`` each
+    leaf is pruned to :math:`s_t` separately (and drops and grows its own :math:`d_t`). Exactly
     :math:`k_t` weights are zero by the mask after every update, also when :math:`s_t` is a
     tracer.
 
@@ -357,12 +648,23 @@ def prune(
       scope: ``"global"`` (one threshold over all pruned leaves) or ``"layer"`` (per leaf).
       structure: None (unstructured) or ``"n:m"`` with ``0 < n < m`` (static).
       regrow: None (default): classic magnitude pruning, no latent, a pruned weight stays
-        pruned while the sparsity does not fall; or ``"dpf"``: latent weights in the state and
-        the mask re-selected among all of them every ``regrow_every`` steps (static).
-      regrow_every: :math:`R`, an int >= 1 (static), the steps between re-selections with
-        ``regrow="dpf"`` (None: ``DPF_REGROW_EVERY`` = 16). Only with ``regrow="dpf"``: with
-        ``regrow=None`` an int is refused, since ``prune(s, regrow_every=4)`` used to mean
-        regrowth and would now silently mean none.
+        pruned while the sparsity does not fall; ``"dpf"``: latent weights in the state and
+        the mask re-selected among all of them every ``regrow_every`` steps; ``"rigl"`` or
+        ``"set"``: drop and grow every ``regrow_every`` steps (unstructured only) (static).
+      regrow_every: :math:`R`, an int >= 1, the steps between re-selections: a hyperparameter
+        in the state (``jopt.hparams``, ``jopt.set_hparams``; a JAX scalar may be traced).
+        None: ``DPF_REGROW_EVERY`` = 16 with ``"dpf"``, ``SPARSE_TRAINING_REGROW_EVERY`` = 100
+        with ``"rigl"``/``"set"``. With ``regrow=None`` an int is refused, since
+        ``prune(s, regrow_every=4)`` once meant regrowth and would now silently mean none.
+      drop_fraction: :math:`\alpha` in [0, 1], the fraction of the kept weights dropped (and
+        grown) on a drop-and-grow step, a float, JAX scalar or schedule, held in the state
+        (None: 0.3). Only with ``"rigl"``/``"set"``.
+      regrow_end: :math:`T_{end} > 0`, the step from which the mask stops moving; the drop
+        fraction decays to 0 over it as a cosine. A hyperparameter in the state. None (the
+        default): no end and a constant :math:`\alpha` (held as ``inf``). Only with
+        ``"rigl"``/``"set"``.
+      seed: SET's random growth: an int or a uint32 PRNG key of shape (2,), possibly traced
+        (None: 0). Only with ``"set"``.
       criterion: ``"magnitude"`` or ``"saliency"`` (static).
       mask: which leaves to prune: a bool pytree or ``params -> bool pytree`` (static); default
         the leaves with ``ndim >= 2``.
@@ -373,14 +675,17 @@ def prune(
       name: optional label for ``jopt.hparams``.
 
     Returns:
-      An optax ``GradientTransformationExtraArgs`` holding ``sparsity`` in its state and the masks
-      in ``state.inner`` (a ``PruneState``).
+      An optax ``GradientTransformationExtraArgs`` holding ``sparsity`` (and ``regrow_every``,
+      ``drop_fraction``, ``regrow_end`` where they apply) in its state and the masks in
+      ``state.inner`` (a ``PruneState``). Its ``update`` takes the extra keyword ``grads=``.
 
     Raises:
       ValueError: a sparsity outside [0, 1), an unknown ``scope``, ``criterion`` or ``regrow``,
         a malformed ``structure``, a ``regrow_every`` that is not None or an int >= 1 (or an
-        int without ``regrow="dpf"``), or (at ``init``) a kernel whose axis -2 is not a
-        multiple of ``m``.
+        int without a ``regrow`` method), a ``drop_fraction`` outside [0, 1], a ``regrow_end``
+        <= 0, ``drop_fraction``/``regrow_end``/``seed`` with a method they do not apply to,
+        ``"rigl"``/``"set"`` with ``structure``, ``"rigl"`` updated without ``grads=``, or (at
+        ``init``) a kernel whose axis -2 is not a multiple of ``m``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, jopt
@@ -412,184 +717,165 @@ def prune(
       >>> print(params["kernel"][:, 0], state[1].inner.latent["kernel"][:, 0])
       [0. 0. 0. 6. 8.] [-0.5 -0.5 -0.5  6.   8. ]
 
+      With ``regrow="rigl"`` (inside ``with_gradients``, which hands it the gradient), step 0
+      prunes the first column; step 1 drops the smallest kept weight (5.0) and grows the pruned
+      one of largest gradient magnitude, from 0: :math:`0 - 0.1 \cdot (-4) = 0.4`:
+
+      >>> params = {"kernel": jnp.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [0.5, 8.0]])}
+      >>> grads = {"kernel": jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [-4.0, 0.0]])}
+      >>> rigl = prune(0.5, regrow="rigl", regrow_every=1, drop_fraction=0.25)
+      >>> tx = jopt.compress.with_gradients(optax.chain(jopt.sgd(0.1), rigl))
+      >>> state = tx.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> params["kernel"]
+      Array([[0. , 0. ],
+             [0. , 6. ],
+             [0. , 7. ],
+             [0.4, 8. ]], dtype=float32)
+
     References:
       Han et al., `Learning both Weights and Connections for Efficient Neural Networks
       <https://arxiv.org/abs/1506.02626>`_, 2015. Zhu & Gupta, `To prune, or not to prune
       <https://arxiv.org/abs/1710.01878>`_, 2017. Mishra et al., `Accelerating Sparse Deep
       Neural Networks <https://arxiv.org/abs/2104.08378>`_, 2021 (2:4). Lin, Stich, Barba,
       Dmitriev & Jaggi, `Dynamic Model Pruning with Feedback
-      <https://arxiv.org/abs/2006.07253>`_, ICLR 2020.
+      <https://arxiv.org/abs/2006.07253>`_, ICLR 2020. Evci, Gale, Menick, Castro & Elsen,
+      `Rigging the Lottery: Making All Tickets Winners <https://arxiv.org/abs/1911.11134>`_,
+      ICML 2020. Mocanu et al., `Scalable Training of Artificial Neural Networks with
+      Adaptive Sparse Connectivity inspired by Network Science
+      <https://arxiv.org/abs/1707.04780>`_, Nature Communications 2018.
     """
     if scope not in ("global", "layer"):
         raise ValueError(f"prune: scope must be 'global' or 'layer', got {scope!r}.")
     if criterion not in ("magnitude", "saliency"):
         raise ValueError(f"prune: criterion must be 'magnitude' or 'saliency', got {criterion!r}.")
     n_m = _parse_structure(structure)
-    if not (regrow is None or isinstance(regrow, str)) or regrow not in _REGROW:
-        allowed = ", ".join(repr(key) for key in _REGROW)
-        raise ValueError(f"prune: regrow must be one of {allowed}, got {regrow!r}.")
-    if regrow_every is not None and (
-        isinstance(regrow_every, bool)
-        or not isinstance(regrow_every, (int, np.integer))
-        or regrow_every < 1
-    ):
-        raise ValueError(f"prune: regrow_every must be an int >= 1 or None, got {regrow_every!r}.")
-    if regrow is None and regrow_every is not None:
-        # with regrowth once the default, this call would now prune without it, silently
-        raise ValueError(
-            f"prune: regrow_every={regrow_every!r} applies only with regrow='dpf'; pass "
-            "regrow='dpf' as well (pruned weights regrow), or drop regrow_every for classic "
-            "magnitude pruning."
-        )
-    if regrow is not None and regrow_every is None:
-        regrow_every = DPF_REGROW_EVERY
+    regrow_hp, regrow_checks = _regrow_hyperparams(
+        regrow, regrow_every, drop_fraction, regrow_end, seed
+    )
     method = _REGROW[regrow]
-    if not isinstance(begin_step, jax.core.Tracer) and not float(begin_step) >= 0:
-        raise ValueError(f"prune: begin_step must be >= 0, got {begin_step!r}.")
-    delayed = isinstance(begin_step, jax.core.Tracer) or float(begin_step) > 0
-    if n_m is not None and delayed:
-        raise ValueError(f"prune: begin_step is not supported with structure={structure!r}.")
-    if n_m is None and sparsity is None:
-        raise ValueError("prune: sparsity must be a value in [0, 1) or a schedule, got None.")
-    if n_m is not None:
-        implied = 1.0 - n_m[0] / n_m[1]
-        if sparsity is not None and not (
-            isinstance(sparsity, (int, float)) and np.isclose(sparsity, implied)
-        ):
-            raise ValueError(
-                f"prune: with structure={structure!r} the sparsity is {implied:g}; pass "
-                f"sparsity=None (got {sparsity!r})."
-            )
-        hyperparams, checks = {}, {}
-    else:
-        checks: dict[str, Check] = {"sparsity": in_unit_interval()}
-        if delayed:
-            validate_hyperparam(
-                "prune", "sparsity", sparsity, checks["sparsity"]
-            )  # before it is wrapped
-            sparsity = _from_step(sparsity, begin_step)
-        hyperparams = {"sparsity": sparsity}
+    if method.drops and n_m is not None:
+        raise ValueError(
+            f"prune: regrow={regrow!r} drops and grows single weights; it does not support "
+            f"structure={structure!r} (use structure=None, or regrow='dpf')."
+        )
+    hyperparams, checks = _sparsity_hyperparams(sparsity, n_m, structure, begin_step)
+    hyperparams, checks = {**hyperparams, **regrow_hp}, {**checks, **regrow_checks}
+    rule = _selection(scope, n_m)
+    score = _CRITERIA[criterion]
 
     def leaves_of(params):
-        targets = _target_mask(mask, params)
         leaves, treedef = jax.tree.flatten(params)
-        on = jax.tree.leaves(targets)
-        if len(on) != len(leaves):
-            raise ValueError("prune: mask must have the same structure as the params.")
-        return leaves, treedef, on
+        return leaves, treedef, flat_mask(mask, params, kind="prune")
 
     def init(params, hp):
         del hp
         leaves, treedef, on = leaves_of(params)
         for leaf, flag in zip(leaves, on):
-            if not flag or n_m is None:
-                continue
-            if jnp.ndim(leaf) < 2 or leaf.shape[-2] % n_m[1]:
+            if flag and n_m is not None and (jnp.ndim(leaf) < 2 or leaf.shape[-2] % n_m[1]):
                 raise ValueError(
                     f"prune: structure={structure!r} needs axis -2 of every pruned leaf to be a "
                     f"multiple of {n_m[1]}, got a leaf of shape {jnp.shape(leaf)}."
                 )
         masks = [
-            jnp.ones(jnp.shape(leaf), bool) if flag else jnp.ones((), bool)
-            for leaf, flag in zip(leaves, on)
+            jnp.ones(jnp.shape(x), bool) if flag else jnp.ones((), bool)
+            for x, flag in zip(leaves, on)
         ]
-        pruned = jnp.zeros((sum(on),), jnp.int32)
         latent = [
-            jnp.asarray(leaf) if flag and method.latent else jnp.zeros((), jnp.float32)
-            for leaf, flag in zip(leaves, on)
+            jnp.asarray(x) if flag and method.latent else jnp.zeros((), jnp.float32)
+            for x, flag in zip(leaves, on)
         ]
         return PruneState(
             masks=jax.tree.unflatten(treedef, masks),
-            pruned=pruned,
+            pruned=jnp.zeros((sum(on),), jnp.int32),
             latent=jax.tree.unflatten(treedef, latent),
             step=jnp.zeros((), jnp.int32),
+            key=seed_key(0 if seed is None else seed) if regrow == "set" else None,
         )
 
-    def update(updates, state, params, hp):
-        _needs_params("prune", params)
+    # Everything the selection reads is passed in (no closed-over tracers), so that
+    # _gated_cond can batch it.
+    def select(operand):
+        ws, us, old, count, grow = operand
+        scores = [score(w, u) for w, u in zip(ws, us or [None] * len(ws))]
+        return method.select(scores, old, rule.keep, count, grow)
+
+    def update(updates, state, params, hp, grads=None, **extra_args):
+        del extra_args
+        needs_params("prune", params)
         leaves, treedef, on = leaves_of(params)
-        ups = treedef.flatten_up_to(updates)
-        masks = treedef.flatten_up_to(state.masks)
         idx = [i for i, flag in enumerate(on) if flag]
         if not idx:
             return updates, state._replace(step=state.step + 1)
-        if method.latent:  # the dense latent learns every weight; the mask picks from it
-            latents = treedef.flatten_up_to(state.latent)
-            ws = [latents[i] + ups[i] for i in idx]
-        else:
-            ws = [leaves[i] + ups[i] for i in idx]
+        ups, latents = treedef.flatten_up_to(updates), treedef.flatten_up_to(state.latent)
+        dense = latents if method.latent else leaves  # with a latent, the mask picks from it
+        ws = [dense[i] + ups[i] for i in idx]
         us = [ups[i] for i in idx] if criterion == "saliency" else []
+        masks = treedef.flatten_up_to(state.masks)
         old = [masks[i] for i in idx]
         sizes = np.array([w.size for w in ws])
-
-        if n_m is not None:
-            target = jnp.asarray(sizes * (n_m[1] - n_m[0]) // n_m[1], jnp.int32)
-        elif scope == "layer":
-            target = jnp.round(hp["sparsity"] * sizes).astype(jnp.int32)
-        else:
-            total = jnp.round(hp["sparsity"] * sizes.sum()).astype(jnp.int32)
-
-        if n_m is not None:
-            count = jnp.zeros((), jnp.int32)  # unused: the pattern fixes the count
-        elif scope == "layer":
-            count = target
-        else:
-            count = total
-
-        # Everything the selection reads is passed in (no closed-over tracers), so that
-        # _gated_cond can batch it.
-        def select(operand):
-            ws, us, old, count = operand
-            scores = [jnp.abs(w * u) for w, u in zip(ws, us)] if us else [jnp.abs(w) for w in ws]
-
-            def choose(scores, candidates):
-                # all but the k smallest scores stay; non-candidates rank below every candidate
-                if n_m is not None:
-                    return [_n_m_keep(s, m, *n_m) & m for s, m in zip(scores, candidates)]
-                if scope == "layer":
-                    flat = [_keys(s, m).ravel() for s, m in zip(scores, candidates)]
-                    kept = _keep_all_but_k_smallest_per_leaf(flat, count)
-                    return [f.reshape(s.shape) for f, s in zip(kept, scores)]
-                keys = jnp.concatenate([_keys(s, m).ravel() for s, m in zip(scores, candidates)])
-                flat = _keep_all_but_k_smallest(keys, count)
-                cuts = np.cumsum(sizes)[:-1].tolist()
-                return [f.reshape(s.shape) for f, s in zip(jnp.split(flat, cuts), scores)]
-
-            return method.select(scores, old, choose)
-
-        if n_m is not None or scope == "layer":
-            changed = jnp.any(state.pruned != target)
-        else:
-            changed = jnp.sum(state.pruned) != total
-        if method.periodic:
-            changed = changed | (state.step % regrow_every == 0)
-        operand = (ws, us, old, count)
-        new = _gated_cond(changed, select, lambda operand: list(operand[2]), operand)
-
-        out, new_masks = list(ups), list(masks)
-        new_latents = list(treedef.flatten_up_to(state.latent))
+        count = rule.count(hp, sizes)
+        changed = rule.changed(state.pruned, count)
+        due = None if method.due is None else method.due(state.step, hp)
+        drop = None
+        if method.drops:
+            drop = _drop_count(state.step, hp, rule.kept(count, sizes), due)
+        if due is not None:
+            changed = changed | due
+        picked = None if grads is None else [treedef.flatten_up_to(grads)[i] for i in idx]
+        grow = method.grow_input(state, picked, drop)
+        new = _gated_cond(changed, select, lambda op: list(op[2]), (ws, us, old, count, grow))
+        out, new_latents = _apply_masks(ups, leaves, latents, idx, ws, old, new, method.latent)
         for j, i in enumerate(idx):
-            if method.latent:
-                # A weight pruned now restarts from 0 in the latent: a pruned weight's latent is
-                # the sum of the updates since it was pruned (keeping its old value instead
-                # swaps stale weights back in: 59% vs 63% on the chain of the docstring's note,
-                # 6 keys).
-                latent = jnp.where(old[j] & ~new[j], 0.0, ws[j])
-                out[i] = jnp.where(new[j], latent - leaves[i], -leaves[i])  # -theta+theta == 0
-                new_latents[i] = latent
-            else:
-                out[i] = jnp.where(new[j], ups[i], -leaves[i])
-            new_masks[i] = new[j]
-        pruned = jnp.stack([jnp.sum(~m, dtype=jnp.int32) for m in new])
-        new_state = PruneState(
-            masks=jax.tree.unflatten(treedef, new_masks),
-            pruned=pruned,
+            masks[i] = new[j]
+        new_state = state._replace(
+            masks=jax.tree.unflatten(treedef, masks),
+            pruned=jnp.stack([jnp.sum(~m, dtype=jnp.int32) for m in new]),
             latent=jax.tree.unflatten(treedef, new_latents),
             step=state.step + 1,
         )
         return jax.tree.unflatten(treedef, out), new_state
 
-    return stateful_transform("prune", init, update, hyperparams, checks, name=name)
+    return stateful_transform(
+        "prune", init, update, hyperparams, checks, name=name, pass_extra_args=True
+    )
+
+
+def with_gradients(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    r"""Passes the gradient that ``tx`` receives on to each member of ``tx`` as ``grads=``.
+
+    ``prune(..., regrow="rigl")`` grows where the dense gradient is largest, but sits after the
+    optimizer, which turns the gradient into an update. Wrapped in ``with_gradients``, the
+    whole optimizer receives the gradient as usual and every member that takes extra
+    arguments (every jopt transform, ``optax.chain``) also gets it as the keyword ``grads=``
+    (members that take none are called without it). ``jopt.train.fit`` and ``train_step``
+    call ``tx.update(grads, opt_state, params)``, so this is how RigL runs there. An explicit
+    ``grads=`` passed to ``update`` wins.
+
+    Args:
+      tx: an optax ``GradientTransformation`` (usually an ``optax.chain``).
+
+    Returns:
+      An optax ``GradientTransformationExtraArgs`` with the state of ``tx``.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax, jopt
+      >>> from jopt.compress import prune, with_gradients
+      >>> tx = with_gradients(optax.chain(jopt.adam(1e-3), prune(0.5, regrow="rigl")))
+      >>> params = {"kernel": jnp.ones((4, 4))}
+      >>> updates, state = tx.update(params, tx.init(params), params)
+      >>> int((updates["kernel"] + params["kernel"] == 0).sum())
+      8
+    """
+    inner = optax.with_extra_args_support(tx)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        extra_args.setdefault("grads", updates)
+        return inner.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
 # --- schedule and measurement ---------------------------------------------------------------------
@@ -682,7 +968,7 @@ def sparsity_jnp(params: optax.Params, mask: Mask = None) -> jax.Array:
     Returns:
       A float32 scalar; 0.0 when no leaf counts.
     """
-    targets = jax.tree.leaves(_target_mask(mask, params))
+    targets = jax.tree.leaves(resolve_mask(mask, params))
     leaves = [p for p, on in zip(jax.tree.leaves(params), targets) if on]
     total = sum(int(np.prod(jnp.shape(p))) for p in leaves)
     if total == 0:
@@ -702,7 +988,7 @@ def sparsity(params: optax.Params, mask: Mask = None) -> float:
       >>> sparsity({"kernel": jnp.array([[0.0, 1.0], [0.0, 0.0]]), "bias": jnp.zeros(2)})
       0.75
     """
-    targets = jax.tree.leaves(_target_mask(mask, params))
+    targets = jax.tree.leaves(resolve_mask(mask, params))
     leaves = [np.asarray(p) for p, on in zip(jax.tree.leaves(params), targets) if on]
     total = sum(p.size for p in leaves)
     return float(sum(int(np.sum(p == 0)) for p in leaves) / total) if total else 0.0

@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jopt.compress.prune import Mask, _needs_params, _target_mask
+from jopt.compress.masks import Mask, needs_params, resolve_mask
 from jopt.hyperparams import Check, ScalarOrSchedule, stateful_transform
 
 __all__ = [
@@ -191,7 +191,7 @@ def quantize(
 
     def init(params, hp):
         del hp
-        targets = _target_mask(mask, params)
+        targets = resolve_mask(mask, params)
         latent = jax.tree.map(
             lambda p, on: jnp.asarray(p) if on else jnp.zeros((), jnp.asarray(p).dtype),
             params,
@@ -200,8 +200,8 @@ def quantize(
         return QuantizeState(latent=latent)
 
     def update(updates, state, params, hp):
-        _needs_params("quantize", params)
-        targets = _target_mask(mask, params)
+        needs_params("quantize", params)
+        targets = resolve_mask(mask, params)
 
         def one(u, latent, p, on):
             if not on:
@@ -318,7 +318,7 @@ def binary_connect(
 
     def init(params, hp):
         del hp
-        targets = _target_mask(mask, params)
+        targets = resolve_mask(mask, params)
 
         def bound(p, on):
             if not on:
@@ -341,8 +341,8 @@ def binary_connect(
 
     def update(updates, state, params, hp):
         del hp
-        _needs_params("binary_connect", params)
-        targets = _target_mask(mask, params)
+        needs_params("binary_connect", params)
+        targets = resolve_mask(mask, params)
         next_key, step_key = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(updates)
         leaf_keys = jax.tree.unflatten(treedef, list(jax.random.split(step_key, len(leaves))))
@@ -495,7 +495,7 @@ def quantize_params(
     """
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 8:
         raise ValueError(f"quantize_params: bits must be a Python int in [2, 8], got {bits!r}.")
-    targets = _target_mask(mask, params)
+    targets = resolve_mask(mask, params)
     tree = jax.tree.map(
         lambda w, on: (
             _quantize_leaf(w, int(bits), per_channel) if on else jnp.asarray(w, jnp.float32)

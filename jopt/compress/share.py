@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from jopt.compress.prune import Mask, _needs_params, _target_mask
+from jopt.compress.masks import Mask, needs_params, resolve_mask
 from jopt.hyperparams import stateful_transform
 
 __all__ = ["ShareState", "kmeans", "share_nbytes", "share_weights"]
@@ -189,7 +189,7 @@ def share_weights(
 
     def init(params, hp):
         del hp
-        targets = _target_mask(mask, params)
+        targets = resolve_mask(mask, params)
 
         def cluster(p):
             centroids, assignments = kmeans(p, clusters, iterations, exclude_zeros=exclude_zeros)
@@ -210,8 +210,8 @@ def share_weights(
 
     def update(updates, state, params, hp):
         del hp
-        _needs_params("share_weights", params)
-        targets = _target_mask(mask, params)
+        needs_params("share_weights", params)
+        targets = resolve_mask(mask, params)
 
         def one(u, p, c, a, on):
             if not on:
@@ -255,7 +255,7 @@ def share_nbytes(params: optax.Params, clusters: int, mask: Mask = None) -> int:
     """
     _check_clusters("share_nbytes", clusters)
     index_bits = math.ceil(math.log2(clusters))
-    targets = jax.tree.leaves(_target_mask(mask, params))
+    targets = jax.tree.leaves(resolve_mask(mask, params))
     total = 0
     for leaf, on in zip(jax.tree.leaves(params), targets):
         n = int(np.prod(jnp.shape(leaf)))
