@@ -18,9 +18,8 @@ import pytest
 
 import jopt
 from jopt import search
-from jopt.search.halving import crowding_distance, nsga2_order, sorted_front
 from jopt.search.tpe import tpe
-from jopt.sweep.pareto import hypervolume
+from jopt.sweep.pareto import crowding_distance, hypervolume, nsga2_order, sorted_front
 
 # --- brute-force references, independent of jopt's helpers ------------------------------------
 

@@ -30,8 +30,13 @@ import numpy as np
 
 from jopt.search.resumable import Resumable
 from jopt.sweep.engine import Population
-from jopt.sweep.pareto import as_minimized, non_dominated, nondominated_ranks
-from jopt.sweep.result import SweepResult, check_mode
+from jopt.sweep.pareto import (
+    crowding_distance,
+    nsga2_order,
+    ranks_and_crowding,
+    sorted_front,
+)
+from jopt.sweep.result import SweepResult, check_metrics
 from jopt.sweep.spaces import Space
 
 __all__ = [
@@ -90,39 +95,6 @@ def _configs(space: Space | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return configs
 
 
-def check_metrics(
-    metric: str | Sequence[str], mode: str | Sequence[str] | None
-) -> tuple[list[str], list[str]]:
-    """``metric`` and ``mode`` as two lists of equal length, checked.
-
-    Args:
-      metric: a metric name, or a non-empty list of distinct names (several objectives).
-      mode: ``"max"`` or ``"min"`` for one name; a list of them, one per name, for a list.
-
-    Returns:
-      ``(metrics, modes)``, both lists.
-
-    Raises:
-      TypeError: ``metric`` is neither a name nor a list of names.
-      ValueError: an empty or repeated ``metric`` list, a ``mode`` that is not a list of the
-        same length, or a mode other than ``"max"``/``"min"`` (named with its metric).
-    """
-    if isinstance(metric, str):
-        return [metric], [check_mode(mode, metric)]
-    if not isinstance(metric, Sequence) or not all(isinstance(m, str) for m in metric):
-        raise TypeError(f"metric must be a metric name or a list of names, got {metric!r}.")
-    if not metric:
-        raise ValueError("metric must name at least one metric, got [].")
-    if len(set(metric)) != len(metric):
-        raise ValueError(f"metric must not name a metric twice, got {list(metric)!r}.")
-    if isinstance(mode, str) or not isinstance(mode, Sequence) or len(mode) != len(metric):
-        raise ValueError(
-            f"mode must be a list of one 'max'/'min' per metric of metric={list(metric)!r} "
-            f"({len(metric)}), got mode={mode!r}."
-        )
-    return list(metric), [check_mode(m, name) for name, m in zip(metric, mode)]
-
-
 def _check_common(eta: int, min_steps: int, mode: Any, metric: Any) -> tuple[list[str], list[str]]:
     if not (isinstance(eta, (int, np.integer)) and eta >= 2):
         raise ValueError(f"eta must be an int >= 2, got {eta!r}.")
@@ -136,136 +108,6 @@ def _rank(values: np.ndarray, mode: str) -> np.ndarray:
     score = np.where(np.isfinite(values), values, -np.inf if mode == "max" else np.inf)
     order = np.argsort(-score if mode == "max" else score, kind="stable")
     return order
-
-
-def crowding_distance(values: np.ndarray | Sequence) -> np.ndarray:
-    r"""NSGA-II's crowding distance of each point among ``values`` (one front, usually).
-
-    For each objective, sort the points by it; the first and the last get an infinite
-    distance, every other point the gap between its two neighbours divided by the
-    objective's range; a point's crowding distance is the sum over objectives:
-
-    .. math::
-      d_i = \sum_{k=1}^{m} \frac{f_k^{(i+1)} - f_k^{(i-1)}}{f_k^{max} - f_k^{min}}
-
-    where :math:`f_k^{(i\pm1)}` are the neighbours of point :math:`i` in the order of
-    objective :math:`k`. A large distance means a lonely point: NSGA-II keeps those first to
-    spread the front. The distance does not depend on whether an objective is minimized or
-    maximized, up to ties: equal values keep the rows' order, so of the equal lowest values
-    the first row is the extreme, of the equal highest the last.
-
-    Args:
-      values: ``(n, m)`` objective values (a 1-D array is one objective).
-
-    Returns:
-      A float array of shape ``(n,)``: ``inf`` for each objective's extremes, ``nan`` for a
-      row with a NaN or an infinity (it is left out of the others' neighbours).
-
-    .. warning::
-      An objective on which every finite point has the same value adds nothing, to every
-      point, extremes included (Deb et al. divide by its range, zero).
-
-    Examples:
-      >>> import numpy as np
-      >>> from jopt.search.halving import crowding_distance
-      >>> crowding_distance(np.array([[0.0, 4.0], [1.0, 2.0], [3.0, 1.0], [4.0, 0.0]]))
-      array([ inf, 1.5 , 1.25,  inf])
-
-    References:
-      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
-      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
-    """
-    points = np.asarray(values, dtype=np.float64)
-    if points.ndim == 1:
-        points = points[:, None]
-    if points.ndim != 2:
-        raise ValueError(f"values must have shape (n, m), got shape {points.shape}.")
-    finite = np.isfinite(points).all(axis=1)
-    distance = np.full(len(points), np.nan)
-    rows = np.flatnonzero(finite)
-    distance[rows] = 0.0
-    if not rows.size:
-        return distance
-    for column in points[rows].T:
-        order = np.argsort(column, kind="stable")
-        low, high = column[order[0]], column[order[-1]]
-        if not high > low:  # one value: the objective tells the points apart not at all
-            continue
-        gaps = np.full(len(order), np.inf)
-        gaps[1:-1] = (column[order[2:]] - column[order[:-2]]) / (high - low)
-        distance[rows[order]] += gaps
-    return distance
-
-
-def _ranks_and_crowding(values, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's non-dominated rank, and its crowding distance within that rank (NaN rows:
-    rank ``n``, distance NaN)."""
-    ranks = nondominated_ranks(values, modes)
-    points = as_minimized(values, modes)
-    crowding = np.full(len(ranks), np.nan)
-    for rank in np.unique(ranks):
-        members = np.flatnonzero(ranks == rank)
-        crowding[members] = crowding_distance(points[members])
-    return ranks, crowding
-
-
-def nsga2_order(values: np.ndarray | Sequence, modes: Sequence[str]) -> np.ndarray:
-    """Indices of ``values``' rows in NSGA-II's order: by rank, then by crowding distance.
-
-    The rank is ``jopt.sweep.pareto.nondominated_ranks`` (0 for the front); within a rank,
-    points with a larger ``crowding_distance`` (computed among that rank) come first. Keeping
-    the first ``k`` is NSGA-II's selection: every whole front that fits, then the least
-    crowded points of the first front that does not. Ties, which NSGA-II leaves open (a
-    front's extremes all have an infinite distance), go by the first objective, then the
-    next, then the rows' order: the objectives' order is their priority, as in
-    ``sorted_front``. Rows with a NaN or an infinity come last, in their order.
-
-    Args:
-      values: ``(n, m)`` objective values.
-      modes: ``"min"`` or ``"max"`` per objective.
-
-    Returns:
-      An int array of shape ``(n,)``, a permutation of ``range(n)``, best first.
-
-    Examples:
-      >>> from jopt.search.halving import nsga2_order
-      >>> nsga2_order([[0.8, 100.0], [0.9, 400.0], [0.85, 300.0], [0.7, 500.0], [0.86, 200.0]],
-      ...             ["max", "min"]).tolist()
-      [1, 0, 4, 2, 3]
-
-    References:
-      Deb, Pratap, Agarwal, Meyarivan, `A fast and elitist multiobjective genetic algorithm:
-      NSGA-II <https://doi.org/10.1109/4235.996017>`_, IEEE TEC 2002.
-    """
-    ranks, crowding = _ranks_and_crowding(values, modes)
-    points = as_minimized(values, modes)
-    diverged = np.isnan(points).any(axis=1)
-    points[diverged], crowding[diverged] = 0.0, 0.0  # the diverged rows: by position
-    return np.lexsort((np.arange(len(ranks)), *points.T[::-1], -crowding, ranks))
-
-
-def sorted_front(values: np.ndarray | Sequence, modes: Sequence[str]) -> np.ndarray:
-    """Indices of the non-dominated rows of ``values``, best in the first objective first.
-
-    Ties in the first objective go by the second, and so on, then by the rows' order: the
-    objectives' order is their priority, so ``sorted_front(...)[0]`` is the configuration a
-    search reports as its single ``best``.
-
-    Args:
-      values: ``(n, m)`` objective values.
-      modes: ``"min"`` or ``"max"`` per objective.
-
-    Returns:
-      An int array of the front's row indices (empty if every row has a NaN or an infinity).
-
-    Examples:
-      >>> from jopt.search.halving import sorted_front
-      >>> sorted_front([[0.8, 100.0], [0.9, 400.0], [0.7, 500.0]], ["max", "min"]).tolist()
-      [1, 0]
-    """
-    rows = np.flatnonzero(non_dominated(values, modes))
-    points = as_minimized(values, modes)[rows]
-    return rows[np.lexsort(points.T[::-1])]
 
 
 def _longest_front(
@@ -412,7 +254,7 @@ def successive_halving(
             values = np.stack([out[name] for name in names], axis=1)
             order = nsga2_order(values, modes)
             record["values"] = values.tolist()
-            ranks, crowding = _ranks_and_crowding(values, modes)
+            ranks, crowding = ranks_and_crowding(values, modes)
             record["ranks"], record["crowding"] = ranks.tolist(), crowding.tolist()
         else:
             order = _rank(out[metric], mode)

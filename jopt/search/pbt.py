@@ -10,6 +10,9 @@ devices, and the whole run is one ``jax.jit``-compiled ``lax.scan`` over rounds.
 advances every member ``ready_every`` steps with ``vmap(trial.advance)``, then ranks, copies and
 perturbs with array operations on device; nothing returns to Python between rounds.
 
+A round's two decisions are public functions of arrays, for a loop of one's own: ``exploit``
+(truncation selection: whom each member copies) and ``explore`` (perturbation within ranges).
+
 Hyperparameters are state: explore rewrites them inside the carry with
 ``jopt.scale_hparams``, which searches any pytree for jopt optimizer states, so it works on a
 ``fit_trial`` carry (``{"state": TrainState, "key": key}``) and on any carry that holds a jopt
@@ -18,22 +21,23 @@ optimizer state somewhere.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jopt.hyperparams import Check, scale_hparams
 from jopt.hyperparams import checks as _checks
 from jopt.hyperparams import hparams as _hparams
-from jopt.hyperparams import scale_hparams
 from jopt.search.resumable import Resumable
 from jopt.sweep import engine
 from jopt.sweep.result import SweepResult, check_mode
 
-__all__ = ["PBTResult", "pbt", "plot_lineage"]
+__all__ = ["PBTResult", "exploit", "explore", "pbt", "plot_lineage"]
 
 
 class PBTResult(NamedTuple):
@@ -114,6 +118,333 @@ def _resolve(name: str, bare: Sequence[str], qualified: Sequence[str]) -> str | 
     return matches[0] if len(matches) == 1 else None
 
 
+def _check_fraction(fraction: Any, who: str) -> float:
+    if isinstance(fraction, bool) or not (
+        isinstance(fraction, (int, float)) and 0 < fraction <= 0.5
+    ):
+        raise ValueError(f"{who}: fraction must be in (0, 0.5], got {fraction!r}.")
+    return fraction
+
+
+def _check_perturb(perturb: Any, who: str) -> np.ndarray:
+    factors = np.asarray(perturb, np.float32).reshape(-1)
+    if factors.size == 0 or not np.all(np.isfinite(factors) & (factors > 0)):
+        raise ValueError(
+            f"{who}: perturb must be a non-empty list of factors > 0, got {perturb!r}."
+        )
+    return factors
+
+
+def _check_bounds(bounds: Any, names: Sequence[str], who: str) -> dict[str, tuple[float, float]]:
+    bounds = dict(bounds or {})
+    for name, bound in bounds.items():
+        if name not in names:
+            raise ValueError(f"{who}: unknown hyperparameter {name!r} in bounds; known: {names}.")
+        if len(bound) != 2 or not bound[0] <= bound[1]:
+            raise ValueError(f"{who}: bounds[{name!r}] must be (low, high), got {bound!r}.")
+    return bounds
+
+
+# --- exploit and explore: one round's decisions, as array operations ---------------------------
+
+
+def exploit(key: jax.Array, metric: jax.Array, *, mode: str, fraction: float = 0.2) -> jax.Array:
+    r"""Truncation selection: the member whose carry each member continues from.
+
+    With population :math:`N` and :math:`k = \max(1, \lfloor fN \rfloor)` for ``fraction``
+    :math:`f`, members are ranked by ``metric``, best first; each of the bottom :math:`k` draws
+    its parent uniformly (with replacement) from the top :math:`k`, and every other member is
+    its own parent.
+
+    .. code-block:: text
+
+        s_i = m_i ("max") or -m_i ("min");  s_i = -inf where m_i is NaN
+        rank by s, largest first (stable: of equal scores the lower slot ranks higher)
+        p_i ~ Uniform(top k)    for i in the bottom k
+        p_i = i                 otherwise
+
+    A diverged member (NaN metric) ranks last, tied with any ``-inf`` score, and ties keep slot
+    order, so the result depends only on ``key`` and the ranking. Traceable (``metric`` may be
+    a tracer); ``mode`` and ``fraction`` are static.
+
+    Args:
+      key: a PRNG key for the parent draws.
+      metric: the ranked metric, shape ``(N,)``.
+      mode: ``"max"`` or ``"min"``.
+      fraction: the truncation fraction in (0, 0.5].
+
+    Returns:
+      ``parent``, int32 of shape ``(N,)``: member ``i`` continues from member ``parent[i]``'s
+      carry (``parent[i] == i`` where it keeps its own). Copy a batched carry with
+      ``jax.tree.map(lambda x: x[parent], carry)``.
+
+    Raises:
+      ValueError: ``mode`` not ``"max"``/``"min"``, ``fraction`` outside (0, 0.5], or a
+        ``metric`` that is not one-dimensional.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jopt.search.pbt import exploit
+      >>> accuracy = jnp.array([0.3, jnp.nan, 0.1, 0.5])  # member 1 diverged
+      >>> exploit(jax.random.PRNGKey(0), accuracy, mode="max", fraction=0.25).tolist()
+      [0, 3, 2, 3]
+      >>> exploit(jax.random.PRNGKey(0), accuracy, mode="max", fraction=0.5).tolist()
+      [0, 3, 0, 3]
+    """
+    check_mode(mode, "metric")
+    fraction = _check_fraction(fraction, "exploit")
+    value = jnp.asarray(metric).astype(jnp.float32)
+    if value.ndim != 1:
+        raise ValueError(f"exploit: metric must have shape (N,), got shape {value.shape}.")
+    n = value.shape[0]
+    k = max(1, math.floor(fraction * n))
+    score = jnp.where(jnp.isnan(value), -jnp.inf, value if mode == "max" else -value)
+    order = jnp.argsort(-score, stable=True)
+    top, bottom = order[:k], order[n - k :]
+    sources = top[jax.random.randint(key, (k,), 0, k)]
+    return jnp.arange(n).at[bottom].set(sources)
+
+
+def explore(
+    key: jax.Array,
+    hparams: Mapping[str, jax.Array],
+    copied: jax.Array,
+    *,
+    perturb: Sequence[float] = (0.8, 1.2),
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    ranges: Mapping[str, Check] | None = None,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    r"""Perturbs the hyperparameters of the members that copied another, inside their ranges.
+
+    Each hyperparameter :math:`j` of each member :math:`i` that copied a parent is multiplied
+    by a factor drawn uniformly from ``perturb``, independently per member and hyperparameter,
+    then clipped to ``bounds`` and to the transform's own range; a member that kept its own
+    carry keeps its values.
+
+    .. code-block:: text
+
+        u_ij ~ Uniform(perturb)   if copied_i,  else 1
+        h'_ij = clip(clip(h_ij * u_ij, bounds_j), range_j)    if copied_i,  else h_ij
+        f_ij  = h'_ij / h_ij   where clipping changed the value (1 where h_ij = 0),  else u_ij
+
+    The factor :math:`f` is returned too: a hyperparameter held in an optimizer state is
+    explored with ``jopt.scale_hparams(state, name=f)``, which multiplies the rest of a schedule
+    instead of pinning its value.
+
+    Args:
+      key: a PRNG key for the factor draws.
+      hparams: name -> the current values, shape ``(N,)`` (those of each member's parent, after
+        ``exploit``). The draws follow the dict's order.
+      copied: bool, shape ``(N,)``: which members copied another (``parent != arange(N)``).
+      perturb: the factors (> 0) to draw from.
+      bounds: name -> ``(low, high)`` to clip explored values to.
+      ranges: name -> a ``jopt.hyperparams.Check``, the range the transform allows (as
+        ``jopt.hyperparams.checks(state)`` reports it); an open bound clips to the nearest float
+        inside.
+
+    Returns:
+      ``(new, factor)``: dicts name -> float32 arrays of shape ``(N,)``, the explored values and
+      the factor that turns the old values into them.
+
+    Raises:
+      ValueError: an empty or non-positive ``perturb``, or a name in ``bounds`` or ``ranges``
+        that is not in ``hparams``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jopt.search.pbt import explore
+      >>> lr = jnp.array([0.1, 0.1, 0.1])
+      >>> copied = jnp.array([False, True, True])  # member 0 kept its own carry
+      >>> new, factor = explore(jax.random.PRNGKey(1), {"learning_rate": lr}, copied,
+      ...                       perturb=(0.5, 2.0), bounds={"learning_rate": (0.0, 0.15)})
+      >>> [round(float(x), 3) for x in new["learning_rate"]]  # 0.1 * 2.0 clipped to 0.15
+      [0.1, 0.15, 0.05]
+      >>> [round(float(x), 3) for x in factor["learning_rate"]]
+      [1.0, 1.5, 0.5]
+    """
+    factors = _check_perturb(perturb, "explore")
+    names = list(hparams)
+    bounds = _check_bounds(bounds, names, "explore")
+    ranges = dict(ranges or {})
+    for name in ranges:
+        if name not in names:
+            raise ValueError(f"explore: unknown hyperparameter {name!r} in ranges; known: {names}.")
+    draws = jax.random.randint(key, (len(names), jnp.shape(copied)[0]), 0, factors.size)
+    new_values, applied = {}, {}
+    for j, name in enumerate(names):
+        old = hparams[name]
+        u = jnp.where(copied, jnp.asarray(factors)[draws[j]], 1.0)
+        new = old * u
+        if name in bounds or name in ranges:
+            clipped = new
+            if name in bounds:
+                clipped = jnp.clip(clipped, *bounds[name])
+            if name in ranges:  # never explore outside the transform's own range
+                clipped = ranges[name].clip(clipped)
+            ratio = jnp.where(old != 0, clipped / old, 1.0)
+            u = jnp.where(copied & (clipped != new), ratio, u)
+            new = jnp.where(copied, clipped, new)
+        new_values[name], applied[name] = new, u
+    return new_values, applied
+
+
+# --- one round, and the driver -----------------------------------------------------------------
+
+
+class _Plan(NamedTuple):
+    """The static settings of a run: what each round reads, ranks and explores."""
+
+    names: list[str]  # every config name, in config order
+    searched: list[str]  # the names explore perturbs
+    where: dict[str, str | None]  # name -> its key in jopt.hparams(carry); None: held by PBT
+    ranges: dict[str, Check]  # searched name -> the transform's range, where the carry has one
+    bounds: dict[str, tuple[float, float]]
+    perturb: np.ndarray
+    fraction: float
+    metric: str
+    mode: str
+    population: int  # members; the carry may have more rows (padding to the devices)
+    rounds: int
+
+
+def _locate(carry: Any, names: Sequence[str], searched: Sequence[str]):
+    """Where each config name lives: ``(where, ranges)`` for ``_Plan``."""
+    in_carry = list(jax.eval_shape(lambda c: _hparams(c), carry))
+    in_carry_q = list(jax.eval_shape(lambda c: _hparams(c, qualified=True), carry))
+    where = {name: _resolve(name, in_carry, in_carry_q) for name in names}
+    all_ranges = {**_checks(carry), **_checks(carry, qualified=True)}
+    ranges = {name: all_ranges[where[name]] for name in searched if where[name] in all_ranges}
+    return where, ranges
+
+
+def _read_hparams(carry: Any, extra: dict[str, jax.Array], plan: _Plan) -> dict[str, jax.Array]:
+    """Every config name's current values: from the carry's states, or PBT's own ``extra``."""
+    found = {**_hparams(carry), **_hparams(carry, qualified=True)}
+    where = plan.where
+    return {
+        name: (extra[name] if where[name] is None else found[where[name]]).astype(jnp.float32)
+        for name in plan.names
+    }
+
+
+def _write_hparams(carry, extra, new, factor, plan: _Plan):
+    """Explored values into ``extra``, or (scaled by ``factor``) into the carry's states."""
+    scale = {}
+    for name in new:
+        if plan.where[name] is None:
+            extra = {**extra, name: new[name]}
+        else:
+            scale[plan.where[name]] = factor[name]
+    if scale:
+        carry = scale_hparams(carry, **scale)
+    return carry, extra
+
+
+def _round(plan: _Plan, advance: Callable, sharding: Any, state: tuple, r: jax.Array):
+    """Round ``r``: advance every member, then exploit and explore (not after the last)."""
+    carry, extra, search_key = state
+    carry = jax.lax.with_sharding_constraint(carry, sharding)
+    hp = _read_hparams(carry, extra, plan)
+    carry, metrics = advance(carry, hp)
+    if plan.metric not in metrics:
+        raise ValueError(f"pbt: advance reports {sorted(metrics)}, not metric {plan.metric!r}.")
+    n = plan.population
+    pick_key, factor_key = jax.random.split(jax.random.fold_in(search_key, r))
+    chosen = exploit(pick_key, metrics[plan.metric][:n], mode=plan.mode, fraction=plan.fraction)
+    identity = jnp.arange(jax.tree.leaves(carry)[0].shape[0])  # padding rows copy no one
+    parent = jnp.where(r < plan.rounds - 1, jnp.concatenate([chosen, identity[n:]]), identity)
+    carry = jax.tree.map(lambda x: x[parent], carry)
+    extra = jax.tree.map(lambda x: x[parent], extra)
+    old = _read_hparams(carry, extra, plan)
+    new, factor = explore(
+        factor_key,
+        {name: old[name] for name in plan.searched},
+        parent != identity,
+        perturb=plan.perturb,
+        bounds=plan.bounds,
+        ranges=plan.ranges,
+    )
+    carry, extra = _write_hparams(carry, extra, new, factor, plan)
+    record = {
+        "hparams": {name: hp[name][:n] for name in plan.names},
+        "metrics": {name: v[:n] for name, v in metrics.items()},
+        "parent": parent[:n],
+    }
+    return (carry, extra, search_key), record
+
+
+def _initial_population(trial, configs, base, seeds_share_data, devices) -> Any:
+    """``trial.init`` of every config, batched, sharded over the devices and padded to fill them.
+
+    Members start with key ``base``, or ``fold_in(base, i)`` when they do not share data.
+    """
+    n = len(configs)
+    member_keys = (
+        jnp.broadcast_to(base, (n, *base.shape))
+        if seeds_share_data
+        else jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n))
+    )
+    return engine.init_population(trial, configs, member_keys, devices=devices)
+
+
+def _run_rounds(plan: _Plan, advance: Callable, carry, extra, search_key, devices):
+    """Every round as one compiled ``lax.scan``: the final carry and the per-round records."""
+    one_round = functools.partial(_round, plan, advance, engine.layout(devices).config)
+
+    def run(carry, extra, search_key):
+        state = (carry, extra, search_key)
+        (carry, _, _), records = jax.lax.scan(one_round, state, jnp.arange(plan.rounds))
+        return carry, records
+
+    # The whole run is one program, cached by what it computes: a second pbt call with new
+    # seeds or starting values (same shapes and settings) reuses it.
+    args = (carry, extra, search_key)
+    program, _ = engine.compile_by_content(
+        run, args, tag=("pbt", engine.layout(devices).device_ids)
+    )
+    carry, records = program(*args)
+    return carry, jax.device_get(records)
+
+
+def _lineage(parent: np.ndarray, member: int) -> list[int]:
+    """The slot ``member``'s carry came through in each round, traced back through ``parent``."""
+    lineage = [member]
+    for r in range(parent.shape[0] - 1, 0, -1):
+        lineage.append(int(parent[r, lineage[-1]]))
+    return lineage[::-1]
+
+
+def _summarize(records: dict, carry: Any, plan: _Plan, info: dict) -> PBTResult:
+    """The ``PBTResult`` from the per-round records (host arrays)."""
+    n, rounds, names = plan.population, plan.rounds, plan.names
+    # parent[r] is whom member i started round r from: the decision after round r - 1
+    parent = np.concatenate([np.arange(n)[None], np.asarray(records["parent"][:-1])], 0)
+    history = {name: np.asarray(v, np.float64) for name, v in records["hparams"].items()}
+    history["metric"] = np.asarray(records["metrics"][plan.metric])
+    history["parent"] = parent.astype(np.int64)
+
+    final_configs = [{name: float(history[name][-1, i]) for name in names} for i in range(n)]
+    metrics = {}
+    for name, value in records["metrics"].items():
+        value = np.asarray(value)  # (rounds, n)
+        metrics[name] = value[-1][:, None]
+        metrics[name + "_per_round"] = value.T[:, None, :]
+    result = SweepResult(final_configs, metrics, seeds=[0], info=info)
+    try:
+        b = result.best_index(plan.metric, plan.mode)
+    except ValueError:  # every member diverged
+        b = 0
+    lineage = _lineage(parent, b)
+    best = {
+        "index": b,
+        "config": final_configs[b],
+        "metric": float(history["metric"][-1, b]),
+        "lineage": lineage,
+        "trajectory": {name: history[name][np.arange(rounds), lineage] for name in names},
+    }
+    return PBTResult(result, history, best, carry, plan.metric, plan.mode)
+
+
 def pbt(
     trial: Resumable,
     space_or_configs,
@@ -149,9 +480,9 @@ def pbt(
                                                               # inside the transform's range
 
     No exploit follows the last round, so the final metrics belong to the final carries.
-    Ranking, copying (``jax.tree.map(lambda x: x[parent], carry)``) and perturbing are array
-    operations inside one ``jax.jit``-compiled ``lax.scan`` over rounds: ``trial.advance`` is
-    traced once for the whole run.
+    Ranking (``exploit``), copying (``jax.tree.map(lambda x: x[parent], carry)``) and perturbing
+    (``explore``) are array operations inside one ``jax.jit``-compiled ``lax.scan`` over rounds:
+    ``trial.advance`` is traced once for the whole run.
 
     Where hyperparameters live. Searched names that ``jopt.hparams(carry)`` finds in the carry
     (any jopt optimizer state anywhere in it; ``trial.init`` must write the config's values
@@ -227,13 +558,8 @@ def pbt(
     rounds = _check_int("rounds", rounds)
     ready_every = _check_int("ready_every", ready_every)
     check_mode(mode, metric)
-    if isinstance(fraction, bool) or not (
-        isinstance(fraction, (int, float)) and 0 < fraction <= 0.5
-    ):
-        raise ValueError(f"pbt: fraction must be in (0, 0.5], got {fraction!r}.")
-    factors = np.asarray(perturb, np.float32).reshape(-1)
-    if factors.size == 0 or not np.all(np.isfinite(factors) & (factors > 0)):
-        raise ValueError(f"pbt: perturb must be a non-empty list of factors > 0, got {perturb!r}.")
+    fraction = _check_fraction(fraction, "pbt")
+    factors = _check_perturb(perturb, "pbt")
     base = jax.random.PRNGKey(key) if isinstance(key, (int, np.integer)) else jnp.asarray(key)
     configs = _as_configs(space_or_configs, population, base)
     n = len(configs)
@@ -242,146 +568,27 @@ def pbt(
     for name in searched:
         if name not in names:
             raise ValueError(f"pbt: unknown hyperparameter {name!r} in hparams; known: {names}.")
-    bounds = dict(bounds or {})
-    for name, bound in bounds.items():
-        if name not in names:
-            raise ValueError(f"pbt: unknown hyperparameter {name!r} in bounds; known: {names}.")
-        if len(bound) != 2 or not bound[0] <= bound[1]:
-            raise ValueError(f"pbt: bounds[{name!r}] must be (low, high), got {bound!r}.")
-    k = max(1, math.floor(fraction * n))
+    bounds = _check_bounds(bounds, names, "pbt")
 
-    # --- the initial population, sharded over the devices and padded to fill them ---------------
-    member_keys = (
-        jnp.broadcast_to(base, (n, *base.shape))
-        if seeds_share_data
-        else jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n))
-    )
-    search_key = jax.random.split(base)[1]
-    carry = engine.init_population(trial, configs, member_keys, devices=devices)
-    width = jax.tree.leaves(carry)[0].shape[0]
-    sharding = engine.layout(devices).config
-
-    in_carry = jax.eval_shape(lambda c: _hparams(c), carry)
-    in_carry_q = jax.eval_shape(lambda c: _hparams(c, qualified=True), carry)
-    where = {name: _resolve(name, list(in_carry), list(in_carry_q)) for name in names}
-    held = [name for name in names if where[name] is None]  # kept by PBT, passed to advance
-    ranges = {**_checks(carry), **_checks(carry, qualified=True)}
-    rows = list(range(n)) + [n - 1] * (width - n)
-    extra0 = {name: jnp.asarray([configs[r][name] for r in rows], jnp.float32) for name in held}
-
-    def current(carry, extra):
-        found = {**_hparams(carry), **_hparams(carry, qualified=True)}
-        return {
-            name: (extra[name] if where[name] is None else found[where[name]]).astype(jnp.float32)
-            for name in names
-        }
-
+    carry = _initial_population(trial, configs, base, seeds_share_data, devices)
+    where, ranges = _locate(carry, names, searched)
+    plan = _Plan(names, searched, where, ranges, bounds, factors, fraction, metric, mode, n, rounds)
+    rows = engine.pad(configs, jax.tree.leaves(carry)[0].shape[0])
+    held = [name for name in names if where[name] is None]  # passed to advance by PBT
+    extra = {name: jnp.asarray([row[name] for row in rows], jnp.float32) for name in held}
     advance = jax.vmap(lambda c, h: trial.advance(c, h, ready_every))
-
-    def one_round(state, r):
-        carry, extra, search_key = state
-        carry = jax.lax.with_sharding_constraint(carry, sharding)
-        hp = current(carry, extra)
-        carry, metrics = advance(carry, hp)
-        if metric not in metrics:
-            raise ValueError(f"pbt: advance reports {sorted(metrics)}, not metric {metric!r}.")
-        value = metrics[metric][:n].astype(jnp.float32)
-        score = jnp.where(jnp.isnan(value), -jnp.inf, value if mode == "max" else -value)
-        order = jnp.argsort(-score, stable=True)
-        top, bottom = order[:k], order[n - k :]
-        pick_key, factor_key = jax.random.split(jax.random.fold_in(search_key, r))
-        sources = top[jax.random.randint(pick_key, (k,), 0, k)]
-        identity = jnp.arange(width)
-        parent = jnp.where(r < rounds - 1, identity.at[bottom].set(sources), identity)
-        copied = parent != identity
-
-        # exploit: every leaf of the carry (and PBT's own hyperparameters) from the parent
-        carry = jax.tree.map(lambda x: x[parent], carry)
-        extra = jax.tree.map(lambda x: x[parent], extra)
-        # explore: multiply each searched hyperparameter of a copied member, clipped to bounds
-        old = current(carry, extra)
-        draws = jax.random.randint(factor_key, (len(searched), width), 0, factors.size)
-        scale = {}
-        for j, name in enumerate(searched):
-            u = jnp.where(copied, jnp.asarray(factors)[draws[j]], 1.0)
-            new = old[name] * u
-            clipped = new
-            if name in bounds:
-                clipped = jnp.clip(clipped, *bounds[name])
-            if where[name] in ranges:  # never explore outside the transform's own range
-                clipped = ranges[where[name]].clip(clipped)
-            if name in bounds or where[name] in ranges:
-                ratio = jnp.where(old[name] != 0, clipped / old[name], 1.0)
-                changed = copied & (clipped != new)
-                u = jnp.where(changed, ratio, u)
-                new = jnp.where(copied, clipped, new)
-            if where[name] is None:
-                extra = {**extra, name: new}
-            else:
-                scale[where[name]] = u
-        if scale:
-            carry = scale_hparams(carry, **scale)
-        record = {
-            "hparams": {name: hp[name][:n] for name in names},
-            "metrics": {name: v[:n] for name, v in metrics.items()},
-            "parent": parent[:n],
-        }
-        return (carry, extra, search_key), record
-
-    def run(carry, extra, search_key):
-        state = (carry, extra, search_key)
-        (carry, _, _), records = jax.lax.scan(one_round, state, jnp.arange(rounds))
-        return carry, records
-
-    # The whole run is one program, cached by what it computes: a second pbt call with new
-    # seeds or starting values (same shapes and settings) reuses it.
-    args = (carry, extra0, search_key)
-    program, _ = engine.compile_by_content(
-        run, args, tag=("pbt", engine.layout(devices).device_ids)
-    )
-    carry, records = program(*args)
-    records = jax.device_get(records)
-    carry = jax.tree.map(lambda x: x[:n], carry)
-
-    # parent[r] is whom member i started round r from: the decision after round r - 1
-    parent = np.concatenate([np.arange(n)[None], np.asarray(records["parent"][:-1])], 0)
-    history = {name: np.asarray(v, np.float64) for name, v in records["hparams"].items()}
-    history["metric"] = np.asarray(records["metrics"][metric])
-    history["parent"] = parent.astype(np.int64)
-
-    final_configs = [{name: float(history[name][-1, i]) for name in names} for i in range(n)]
-    metrics = {}
-    for name, value in records["metrics"].items():
-        value = np.asarray(value)  # (rounds, n)
-        metrics[name] = value[-1][:, None]
-        metrics[name + "_per_round"] = value.T[:, None, :]
+    carry, records = _run_rounds(plan, advance, carry, extra, jax.random.split(base)[1], devices)
     info = {
         "strategy": "pbt",
         "rounds": rounds,
         "ready_every": ready_every,
         "fraction": fraction,
-        "truncation": k,
+        "truncation": max(1, math.floor(fraction * n)),
         "perturb": factors.tolist(),
         "initial_configs": configs,
         "searched": searched,
     }
-    result = SweepResult(final_configs, metrics, seeds=[0], info=info)
-    try:
-        b = result.best_index(metric, mode)
-    except ValueError:  # every member diverged
-        b = 0
-    lineage = [b]
-    for r in range(rounds - 1, 0, -1):
-        lineage.append(int(parent[r, lineage[-1]]))
-    lineage = lineage[::-1]
-    best = {
-        "index": b,
-        "config": final_configs[b],
-        "metric": float(history["metric"][-1, b]),
-        "lineage": lineage,
-        "trajectory": {name: history[name][np.arange(rounds), lineage] for name in names},
-    }
-    return PBTResult(result, history, best, carry, metric, mode)
+    return _summarize(records, jax.tree.map(lambda x: x[:n], carry), plan, info)
 
 
 def plot_lineage(result: PBTResult, hparam: str, *, ax=None, log: bool | None = None):

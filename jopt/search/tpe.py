@@ -28,10 +28,10 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jopt.search.halving import check_metrics, sorted_front
 from jopt.sweep import engine
 from jopt.sweep import runner as _runner
-from jopt.sweep.result import SweepResult
+from jopt.sweep.pareto import sorted_front
+from jopt.sweep.result import SweepResult, check_metrics
 from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Static, Uniform
 
 __all__ = ["TPEResult", "tpe"]
@@ -69,7 +69,7 @@ class TPEResult(NamedTuple):
         value so far of that metric alone.
       pareto: the configurations (dicts) on the Pareto front of the study's completed trials
         (of earlier runs and other processes too; a diverged trial is never on it), ordered
-        by ``jopt.search.halving.sorted_front``: best in the first metric first. With one
+        by ``jopt.sweep.pareto.sorted_front``: best in the first metric first. With one
         metric, the trials tied at the best value.
       pareto_values: their seed-mean metrics, ``np.ndarray`` of shape ``(len(pareto),
         len(metric))``, columns in ``metric``'s order (the values told to optuna).

@@ -42,6 +42,39 @@ def check_mode(mode: Any, metric: Any) -> str:
     return mode
 
 
+def check_metrics(
+    metric: str | Sequence[str], mode: str | Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """``metric`` and ``mode`` as two lists of equal length, checked.
+
+    Args:
+      metric: a metric name, or a non-empty list of distinct names (several objectives).
+      mode: ``"max"`` or ``"min"`` for one name; a list of them, one per name, for a list.
+
+    Returns:
+      ``(metrics, modes)``, both lists.
+
+    Raises:
+      TypeError: ``metric`` is neither a name nor a list of names.
+      ValueError: an empty or repeated ``metric`` list, a ``mode`` that is not a list of the
+        same length, or a mode other than ``"max"``/``"min"`` (named with its metric).
+    """
+    if isinstance(metric, str):
+        return [metric], [check_mode(mode, metric)]
+    if not isinstance(metric, Sequence) or not all(isinstance(m, str) for m in metric):
+        raise TypeError(f"metric must be a metric name or a list of names, got {metric!r}.")
+    if not metric:
+        raise ValueError("metric must name at least one metric, got [].")
+    if len(set(metric)) != len(metric):
+        raise ValueError(f"metric must not name a metric twice, got {list(metric)!r}.")
+    if isinstance(mode, str) or not isinstance(mode, Sequence) or len(mode) != len(metric):
+        raise ValueError(
+            f"mode must be a list of one 'max'/'min' per metric of metric={list(metric)!r} "
+            f"({len(metric)}), got mode={mode!r}."
+        )
+    return list(metric), [check_mode(m, name) for name, m in zip(metric, mode)]
+
+
 class SweepResult:
     """The outcome of ``jopt.sweep.run``.
 
