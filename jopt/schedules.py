@@ -1,4 +1,4 @@
-"""Schedules whose shape can be swept, and reduce-on-plateau held in the optimizer state.
+"""Schedules whose shape can be swept, and reduce-on-plateau with its settings in the state.
 
 Every jopt hyperparameter accepts a schedule ``count -> value``; optax's schedules work as they
 are. What optax lacks, and this module adds:
@@ -13,8 +13,9 @@ are. What optax lacks, and this module adds:
           return train(jopt.adam(lr))
 
   Concrete bad values (negative step counts) still raise ``ValueError`` at construction.
-* **reduce_on_plateau** that lowers the learning rate *held in the optimizer's state* from a
-  monitored metric, per member under ``vmap``, and that is correct for negative metrics.
+* **reduce_on_plateau**, chained after the optimizer as optax's, with its settings (factor,
+  patience, ...) as hyperparameters in the state, per member under ``vmap``, and correct for
+  negative metrics; or wrapping an optimizer to lower a hyperparameter *held in its state*.
 
 ``constant_schedule`` and ``join_schedules`` are optax's own (already traceable).
 """
@@ -30,6 +31,8 @@ import optax
 from optax.schedules import constant_schedule, join_schedules
 
 from jopt.hyperparams import (
+    Check,
+    ScalarOrSchedule,
     at_least,
     hparams,
     in_unit_interval,
@@ -40,6 +43,7 @@ from jopt.hyperparams import (
 
 __all__ = [
     "PlateauState",
+    "ReduceOnPlateauState",
     "constant_schedule",
     "cosine_decay_schedule",
     "exponential_decay",
@@ -304,173 +308,289 @@ def inverse_sqrt_schedule(init_value: Any, timescale: Any = 1.0) -> Schedule:
 # --- reduce on plateau --------------------------------------------------------------------------
 
 
+class ReduceOnPlateauState(NamedTuple):
+    """The plateau detector's counters: the fields of ``optax.contrib.ReduceLROnPlateauState``."""
+
+    scale: jax.Array  # product of all reductions so far
+    best_value: jax.Array  # best window mean so far (+inf for "min", -inf for "max" at first)
+    plateau_count: jax.Array  # int32: windows in a row without improvement
+    cooldown_count: jax.Array  # int32: windows still to ignore after a reduction
+    count: jax.Array  # int32: values in the current window
+    avg_value: jax.Array  # mean of the values in the current window
+
+
 class PlateauState(NamedTuple):
-    """The wrapped optimizer's state and the plateau detector's counters."""
+    """``reduce_on_plateau(optimizer, ...)``: the wrapped optimizer's state and the counters."""
 
     inner_state: Any
-    best_value: jax.Array
-    plateau_count: jax.Array  # int32
-    cooldown_count: jax.Array  # int32
-    accumulated: jax.Array  # sum of values in the current accumulation window
-    window_count: jax.Array  # int32
-    scale: jax.Array  # product of all reductions so far
+    plateau: ReduceOnPlateauState
+
+
+def _whole_number(low: int) -> Check:
+    return Check(
+        lambda v: bool(np.all(np.isfinite(v)) and np.all(v >= low) and np.all(v == np.floor(v))),
+        f"a whole number >= {low}",
+        low=float(low),
+    )
+
+
+_PLATEAU_CHECKS = {
+    "factor": Check(
+        lambda v: bool(np.all((v > 0) & (v < 1))),
+        "in (0, 1)",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        high_open=True,
+    ),
+    "patience": _whole_number(0),
+    "rtol": at_least(0.0),
+    "atol": at_least(0.0),
+    "cooldown": _whole_number(0),
+    "accumulation_size": _whole_number(1),
+    "min_scale": in_unit_interval(closed=True),
+}
+
+
+def _plateau_init(mode: str) -> ReduceOnPlateauState:
+    return ReduceOnPlateauState(
+        scale=_f(1.0),
+        best_value=_f(jnp.inf if mode == "min" else -jnp.inf),
+        plateau_count=jnp.zeros([], jnp.int32),
+        cooldown_count=jnp.zeros([], jnp.int32),
+        count=jnp.zeros([], jnp.int32),
+        avg_value=_f(0.0),
+    )
+
+
+def _end_of_window(state: ReduceOnPlateauState, hp: dict, sign: float) -> ReduceOnPlateauState:
+    """PyTorch's ``ReduceLROnPlateau.step`` on a complete window's mean, with ``jnp.where``."""
+    mean, best = sign * state.avg_value, sign * state.best_value  # compared as for "min"
+    tolerance = hp["rtol"] * jnp.abs(best) + hp["atol"]
+    improved = mean < jnp.where(jnp.isfinite(best), best - tolerance, jnp.inf)
+    bad = jnp.where(improved, 0, optax.safe_increment(state.plateau_count))
+    in_cooldown = state.cooldown_count > 0
+    cooldown_count = jnp.where(in_cooldown, state.cooldown_count - 1, state.cooldown_count)
+    bad = jnp.where(in_cooldown, 0, bad)
+    reduce = bad > hp["patience"]
+    scale = jnp.where(reduce, jnp.maximum(state.scale * hp["factor"], hp["min_scale"]), state.scale)
+    return ReduceOnPlateauState(
+        scale=scale.astype(state.scale.dtype),
+        best_value=jnp.where(improved, state.avg_value, state.best_value),
+        plateau_count=jnp.where(reduce, 0, bad).astype(jnp.int32),
+        cooldown_count=jnp.where(reduce, hp["cooldown"], cooldown_count).astype(jnp.int32),
+        count=jnp.zeros_like(state.count),
+        avg_value=jnp.zeros_like(state.avg_value),
+    )
+
+
+def _plateau_update(
+    state: ReduceOnPlateauState, value: Any, hp: dict, mode: str
+) -> ReduceOnPlateauState:
+    """Adds ``value`` to the window's running mean and, once the window is full, decides."""
+    count = optax.safe_increment(state.count)
+    avg_value = (state.count * state.avg_value + _f(value)) / count
+    state = state._replace(count=count, avg_value=avg_value.astype(state.avg_value.dtype))
+    decided = _end_of_window(state, hp, 1.0 if mode == "min" else -1.0)
+    full = count >= hp["accumulation_size"]
+    return jax.tree.map(lambda new, old: jnp.where(full, new, old), decided, state)
+
+
+def _check_plateau_args(optimizer: Any, rtol: Any, atol: Any, mode: str) -> None:
+    if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            "reduce_on_plateau: the first argument is an optimizer to wrap, or None; got "
+            f"{optimizer!r}. To chain it after the optimizer, as optax's, pass the settings by "
+            "keyword: optax.chain(opt, jopt.schedules.reduce_on_plateau(factor=0.5))."
+        )
+    if mode not in ("min", "max"):
+        raise ValueError(f"reduce_on_plateau: mode must be 'min' or 'max', got {mode!r}.")
+    if is_concrete(rtol) and is_concrete(atol) and np.all(np.asarray(rtol) == 0):
+        if np.all(np.asarray(atol) == 0):
+            raise ValueError(
+                f"reduce_on_plateau: rtol and atol must not both be 0, got {rtol=}, {atol=}."
+            )
 
 
 def reduce_on_plateau(
-    optimizer: optax.GradientTransformation,
-    factor: float = 0.1,
-    patience: int = 10,
-    rtol: float = 1e-4,
-    atol: float = 0.0,
-    cooldown: int = 0,
-    accumulation_size: int = 1,
-    min_scale: float = 0.0,
+    optimizer: optax.GradientTransformation | None = None,
+    factor: ScalarOrSchedule = 0.1,
+    patience: ScalarOrSchedule = 10,
+    rtol: ScalarOrSchedule = 1e-4,
+    atol: ScalarOrSchedule = 0.0,
+    cooldown: ScalarOrSchedule = 0,
+    accumulation_size: ScalarOrSchedule = 1,
+    min_scale: ScalarOrSchedule = 0.0,
     *,
     mode: str = "min",
     hparam: str = "learning_rate",
     name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Lowers ``optimizer``'s learning rate, held in its state, when a metric stops improving.
+    r"""Reduces the step size when a monitored metric stops improving.
 
-    Call ``update(grads, state, params, value=metric)``. Every ``accumulation_size`` calls, the
-    mean of the values is compared with the best so far (PyTorch's ``ReduceLROnPlateau``
-    logic, with its meaning of ``patience`` and ``cooldown``). It *improves* when
+    Placed after the optimizer, as ``optax.contrib.reduce_on_plateau``, it multiplies the
+    updates by a scale :math:`s` that drops by ``factor`` whenever the metric passed as
+    ``update(..., value=metric)`` has not improved for more than ``patience`` windows of
+    ``accumulation_size`` values (PyTorch's ``ReduceLROnPlateau``), then waits ``cooldown``
+    windows. Every numeric setting is a hyperparameter held in the state, so
+    ``jopt.hparams`` reads it, ``jopt.set_hparams`` edits it without recompiling, and a sweep
+    can ``vmap`` over it; under ``vmap`` each member has its own counters and scale.
+
+    Scaling the updates is lowering the learning rate for every optimizer whose learning rate
+    multiplies its whole update: ``jopt.sgd``, ``momentum``, ``adagrad``, ``rmsprop``, ``adam``
+    (whose ``eps`` sits inside the direction), ``adamw`` (whose decay is multiplied by the
+    learning rate, as in optax) and ``lion``. The position in the chain says what is scaled:
+    ``optax.chain(jopt.adam(lr), jopt.regularizers.weight_decay(rate), reduce_on_plateau())``
+    scales the decoupled decay too (the paper's schedule multiplier :math:`\eta_t`), while
+    placing ``weight_decay`` after it leaves the decay alone.
+
+    With :math:`\bar v` the mean of a window's values, :math:`v^*` the best mean so far,
+    :math:`\rho, \tau` = ``rtol``, ``atol``, :math:`\gamma` = ``factor``, :math:`P` =
+    ``patience``, :math:`s_{\min}` = ``min_scale`` and :math:`n` the plateau count, at the end of
+    each window (``mode="min"``; ``"max"`` flips the comparison):
 
     .. math::
-      \bar v < v^* - (\text{rtol}\, |v^*| + \text{atol}) \qquad (\text{mode="min"})
-
-    (``|v*|``, so negative metrics such as log-likelihoods work; optax's version scales by
-    ``1 - rtol`` and misbehaves below zero, optax PR #1767). When more than ``patience``
-    windows in a row fail to improve, the hyperparameter ``hparam`` of the wrapped optimizer
-    is multiplied by ``factor`` (with ``jopt.scale_hparams``, so a scheduled learning rate
-    keeps its shape), then ``cooldown`` windows are ignored. The cumulative factor never goes
-    below ``min_scale``; with the default 0 it can underflow to 0 after many reductions, which
-    stops the updates (as in optax) but keeps the learning rate and the params finite.
-
-    Everything is ``jnp.where``: under ``vmap`` each member of a population has its own
-    counters and its own learning rate, and ``jopt.hparams`` shows the lowered value.
+      \begin{aligned}
+        \text{improved} &= \bar v < v^* - (\rho\,|v^*| + \tau) \\
+        n &\leftarrow 0 \text{ if improved (or in cooldown) else } n + 1 \\
+        s &\leftarrow \max(\gamma s, s_{\min}),\ n \leftarrow 0 \text{ if } n > P \\
+        u_t &= s \cdot \text{updates}_t
+      \end{aligned}
 
     Args:
-      optimizer: a jopt optimizer (or any transform whose state holds ``hparam``).
-      factor: multiplier in (0, 1) applied at each plateau.
-      patience: windows without improvement before a reduction (>= 0).
-      rtol, atol: improvement thresholds (>= 0, not both 0).
-      cooldown: windows to wait after a reduction (>= 0).
-      accumulation_size: values averaged per window (>= 1).
-      min_scale: lower bound of the cumulative factor, in [0, 1].
-      mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
-      hparam: which hyperparameter to lower (a name ``jopt.set_hparams`` accepts).
+      optimizer: leave it out (``None``) to chain the transform after the optimizer, which is
+        the form to use. Given, the transform wraps ``optimizer`` and, instead of scaling the
+        updates, multiplies the hyperparameter ``hparam`` held in ``optimizer``'s state by each
+        reduction (with ``jopt.scale_hparams``, so a scheduled learning rate keeps its shape).
+        Wrapping exists for what scaling updates cannot do: an optimizer whose state depends
+        on its learning rate (e.g. schedule-free SGD through ``jopt.from_optax``, whose
+        averaging weights use it), where a smaller learning rate is not smaller updates;
+        lowering a hyperparameter other than the learning rate; and showing the lowered
+        learning rate in ``jopt.hparams`` (where PBT's explore also scales it).
+      factor: multiplier :math:`\gamma` in (0, 1) applied at each reduction.
+      patience: windows without improvement that are tolerated (a whole number >= 0); the
+        reduction comes at the ``patience + 1``-th.
+      rtol: relative improvement threshold :math:`\rho` (>= 0).
+      atol: absolute improvement threshold :math:`\tau` (>= 0; not both 0).
+      cooldown: windows ignored after a reduction (a whole number >= 0).
+      accumulation_size: values averaged per window (a whole number >= 1).
+      min_scale: lower bound :math:`s_{\min}` of the scale, in [0, 1].
+      mode: ``"min"`` (a loss) or ``"max"`` (an accuracy); static.
+      hparam: with ``optimizer``: the hyperparameter to lower (a name ``jopt.set_hparams``
+        accepts).
       name: optional label for ``jopt.hparams``.
 
     Returns:
-      An optax ``GradientTransformationExtraArgs`` that needs ``value=``.
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``value=``. Its
+      state is a ``jopt.HyperparamState`` with the settings in ``hparams`` and a
+      ``ReduceOnPlateauState`` in ``inner`` (``PlateauState`` when wrapping).
+
+    Raises:
+      ValueError: a concrete setting outside its range (the message names it, its value and
+        the range), ``rtol`` and ``atol`` both 0, or an unknown ``mode``; with ``optimizer``, a
+        ``hparam`` its state does not hold (at ``init``).
+      TypeError: a first argument that is not an optimizer (e.g. optax's positional
+        ``factor``).
 
     Examples:
-      >>> import jax.numpy as jnp, jopt
-      >>> tx = jopt.schedules.reduce_on_plateau(jopt.sgd(1.0), factor=0.5, patience=2)
+      >>> import jax.numpy as jnp, optax, jopt
+      >>> tx = optax.chain(jopt.sgd(1.0), jopt.schedules.reduce_on_plateau(factor=0.5,
+      ...                                                                  patience=2))
       >>> params = jnp.zeros(1)
       >>> state = tx.init(params)
       >>> for loss in [-1.0, -2.0, -2.0, -2.0, -2.0]:
-      ...     _, state = tx.update(jnp.ones(1), state, params, value=loss)
-      >>> float(jopt.hparams(state)["learning_rate"])
-      0.5
+      ...     updates, state = tx.update(jnp.ones(1), state, params, value=loss)
+      >>> float(updates[0]), float(state[1].inner.scale)
+      (-0.5, 0.5)
+      >>> wrapped = jopt.schedules.reduce_on_plateau(jopt.sgd(1.0), factor=0.5, patience=2)
+      >>> state = wrapped.init(params)
+      >>> for loss in [-1.0, -2.0, -2.0, -2.0, -2.0]:
+      ...     updates, state = wrapped.update(jnp.ones(1), state, params, value=loss)
+      >>> float(updates[0]), float(jopt.hparams(state)["learning_rate"])
+      (-0.5, 0.5)
+
+    References:
+      PyTorch, `ReduceLROnPlateau
+      <https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html>`_.
+
+    .. warning::
+      Unlike ``optax.contrib.reduce_on_plateau``, ``patience`` counts as in PyTorch (optax
+      reduces at the ``patience``-th bad window: its ``patience=P + 1`` is jopt's ``P``), and the
+      threshold uses :math:`|v^*|`, so a negative metric (a log-likelihood) is handled; for a
+      positive metric the two agree step by step.
     """
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"factor must be in (0, 1), got {factor!r}.")
-    for arg, value in (("patience", patience), ("cooldown", cooldown)):
-        if not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{arg} must be an int >= 0, got {value!r}.")
-    if not isinstance(accumulation_size, (int, np.integer)) or accumulation_size < 1:
-        raise ValueError(f"accumulation_size must be an int >= 1, got {accumulation_size!r}.")
-    if rtol < 0 or atol < 0 or (rtol == 0 and atol == 0):
-        raise ValueError(f"rtol and atol must be >= 0 and not both 0, got {rtol=}, {atol=}.")
-    sign = 1.0 if mode == "min" else -1.0
-
-    def init(params, hp):
-        inner = optimizer.init(params)
-        if hparam not in hparams(inner) and hparam not in hparams(inner, qualified=True):
-            raise ValueError(
-                f"reduce_on_plateau: the wrapped optimizer has no hyperparameter {hparam!r}; "
-                f"it has {sorted(hparams(inner))}."
-            )
-        return PlateauState(
-            inner_state=inner,
-            best_value=_f(jnp.inf),
-            plateau_count=jnp.zeros([], jnp.int32),
-            cooldown_count=jnp.zeros([], jnp.int32),
-            accumulated=_f(0.0),
-            window_count=jnp.zeros([], jnp.int32),
-            scale=_f(1.0),
-        )
-
-    def update(updates, state, params, hp, value):
-        accumulated = state.accumulated + sign * _f(value)
-        window_count = state.window_count + 1
-        window_done = window_count >= accumulation_size
-        mean = accumulated / window_count.astype(accumulated.dtype)
-        best = state.best_value
-        threshold = jnp.where(
-            jnp.isfinite(best), best - (hp["rtol"] * jnp.abs(best) + hp["atol"]), jnp.inf
-        )
-        # PyTorch's ReduceLROnPlateau logic, per window, written with jnp.where.
-        improved = window_done & (mean < threshold)
-        bad = jnp.where(
-            window_done, jnp.where(improved, 0, state.plateau_count + 1), state.plateau_count
-        )
-        in_cooldown = window_done & (state.cooldown_count > 0)
-        cooldown_count = jnp.where(in_cooldown, state.cooldown_count - 1, state.cooldown_count)
-        bad = jnp.where(in_cooldown, 0, bad)
-        reduce = window_done & (bad > hp["patience"])
-        new_scale = jnp.where(
-            reduce, jnp.maximum(state.scale * hp["factor"], hp["min_scale"]), state.scale
-        )
-        # The learning rate is rescaled by new/old. With min_scale = 0 the scale underflows to 0
-        # after enough reductions, and 0/0 would make the learning rate (and the params) NaN: an
-        # unchanged scale rescales by exactly 1, and a zero old scale is not divided by (the
-        # learning rate became 0 with it and stays 0).
-        old_scale = jnp.where(state.scale > 0, state.scale, 1.0)
-        step_factor = jnp.where(new_scale == state.scale, 1.0, new_scale / old_scale)
-        cooldown_count = jnp.where(reduce, hp["cooldown"].astype(jnp.int32), cooldown_count)
-        plateau_count = jnp.where(reduce, 0, bad)
-        inner = scale_hparams(state.inner_state, **{hparam: step_factor})
-        new_updates, inner = optimizer.update(updates, inner, params)
-        new_state = PlateauState(
-            inner_state=inner,
-            best_value=jnp.where(improved, mean, best),
-            plateau_count=plateau_count.astype(jnp.int32),
-            cooldown_count=cooldown_count.astype(jnp.int32),
-            accumulated=jnp.where(window_done, 0.0, accumulated),
-            window_count=jnp.where(window_done, 0, window_count).astype(jnp.int32),
-            scale=new_scale,
-        )
-        return new_updates, new_state
-
+    _check_plateau_args(optimizer, rtol, atol, mode)
     hyperparams = {
         "factor": factor,
         "patience": patience,
         "rtol": rtol,
         "atol": atol,
         "cooldown": cooldown,
+        "accumulation_size": accumulation_size,
         "min_scale": min_scale,
     }
-    checks = {"factor": in_unit_interval(), "min_scale": in_unit_interval(closed=True)}
-    checks.update({k: at_least(0.0) for k in ("patience", "rtol", "atol", "cooldown")})
-
-    def update_with_value(updates, state, params, hp, value=None, **extra_args):
-        del extra_args
-        if value is None:
-            raise ValueError("reduce_on_plateau needs the monitored metric: update(..., value=x).")
-        return update(updates, state, params, hp, value)
-
+    if optimizer is None:
+        init, update = _scale_updates_on_plateau(mode)
+    else:
+        init, update = _reduce_hparam_on_plateau(optimizer, mode, hparam)
     return stateful_transform(
         "reduce_on_plateau",
         init,
-        update_with_value,
+        update,
         hyperparams,
-        checks,
+        _PLATEAU_CHECKS,
         name=name,
-        cast_updates=False,
+        cast_updates=optimizer is None,
         pass_extra_args=True,
     )
+
+
+def _needs_value(value: Any) -> None:
+    if value is None:
+        raise ValueError("reduce_on_plateau needs the monitored metric: update(..., value=x).")
+
+
+def _scale_updates_on_plateau(mode: str):
+    """``init`` and ``update`` of the chained form: the updates times the scale."""
+
+    def init(params, hp):
+        del params, hp
+        return _plateau_init(mode)
+
+    def update(updates, state, params, hp, value=None, **extra_args):
+        del params, extra_args
+        _needs_value(value)
+        state = _plateau_update(state, value, hp, mode)
+        return jax.tree.map(lambda u: state.scale * u, updates), state
+
+    return init, update
+
+
+def _reduce_hparam_on_plateau(optimizer: optax.GradientTransformation, mode: str, hparam: str):
+    """``init`` and ``update`` of the wrapping form: ``hparam`` in the state times the scale."""
+    optimizer = optax.with_extra_args_support(optimizer)
+
+    def init(params, hp):
+        del hp
+        inner = optimizer.init(params)
+        if hparam not in hparams(inner) and hparam not in hparams(inner, qualified=True):
+            raise ValueError(
+                f"reduce_on_plateau: the wrapped optimizer has no hyperparameter {hparam!r}; "
+                f"it has {sorted(hparams(inner))}."
+            )
+        return PlateauState(inner_state=inner, plateau=_plateau_init(mode))
+
+    def update(updates, state, params, hp, value=None, **extra_args):
+        _needs_value(value)
+        plateau = _plateau_update(state.plateau, value, hp, mode)
+        # The hyperparameter is rescaled by new/old. With min_scale = 0 the scale underflows to 0
+        # after enough reductions, and 0/0 would make it (and the params) NaN: an unchanged
+        # scale rescales by exactly 1, and a zero old scale is not divided by (the
+        # hyperparameter became 0 with it and stays 0).
+        old = state.plateau.scale
+        step = jnp.where(plateau.scale == old, 1.0, plateau.scale / jnp.where(old > 0, old, 1.0))
+        inner = scale_hparams(state.inner_state, **{hparam: step})
+        updates, inner = optimizer.update(updates, inner, params, **extra_args)
+        return updates, PlateauState(inner_state=inner, plateau=plateau)
+
+    return init, update

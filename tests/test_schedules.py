@@ -174,7 +174,7 @@ def test_reduce_on_plateau_stays_finite_once_the_scale_underflows(mode, metric, 
         updates, state = tx.update(jnp.ones(2), state, params, value=metric)
         params = optax.apply_updates(params, updates)
         lr = jopt.hparams(state)["learning_rate"]
-        return (params, state), (state.inner.scale, lr, params)
+        return (params, state), (state.inner.plateau.scale, lr, params)
 
     params = jnp.ones(2)
     _, (scale, lr, params) = jax.jit(lambda c: jax.lax.scan(step, c, None, length=steps))(

@@ -255,3 +255,93 @@ def test_bad_arguments(kwargs, match):
     configs = args.pop("configs")
     with pytest.raises(ValueError, match=match):
         pbt(quadratic_trial(), configs, **args)
+
+
+# A small PBT run pinned to the numbers it gave before exploit / explore / the round were split
+# into named functions: every hyperparameter a member trained with, every parent, every metric,
+# the best lineage and the final params must stay bit-identical. Members 0 and 1 are the same
+# config on the same data (a tie at the truncation boundary, broken by slot order); member 5
+# diverges (a NaN metric ranks last); shrink is clipped to its bounds; learning_rate lives in
+# the carry's optimizer state and shrink is held by PBT. The numbers are those of conftest's
+# compile flags on one device (another XLA version or CPU may round the metrics differently;
+# then regenerate them from a commit known to be right, never from the code under test).
+PINNED_CONFIGS = [
+    {"learning_rate": 0.05, "shrink": 0.95},
+    {"learning_rate": 0.05, "shrink": 0.95},
+    {"learning_rate": 0.2, "shrink": 0.99},
+    {"learning_rate": 0.01, "shrink": 1.0},
+    {"learning_rate": 0.1, "shrink": 0.9},
+    {"learning_rate": 1e30, "shrink": 1.0},
+]
+# fmt: off
+PINNED = {
+    "learning_rate": [
+        [0.05000000074505806, 0.05000000074505806, 0.20000000298023224, 0.009999999776482582, 0.10000000149011612, 1.0000000150474662e+30],  # noqa: E501
+        [0.05000000074505806, 0.07500000298023224, 0.20000000298023224, 0.07500000298023224, 0.10000000149011612, 0.10000000149011612],  # noqa: E501
+        [0.15000000596046448, 0.07500000298023224, 0.11250000447034836, 0.03750000149011612, 0.10000000149011612, 0.10000000149011612],  # noqa: E501
+        [0.11250000447034836, 0.07500000298023224, 0.11250000447034836, 0.03750000149011612, 0.15000000596046448, 0.10000000149011612],  # noqa: E501
+        [0.11250000447034836, 0.07500000298023224, 0.07500000298023224, 0.03750000149011612, 0.05625000223517418, 0.05625000223517418],  # noqa: E501
+    ],
+    "shrink": [
+        [0.949999988079071, 0.949999988079071, 0.9900000095367432, 1.0, 0.8999999761581421, 1.0],
+        [0.949999988079071, 0.4749999940395355, 0.9900000095367432, 1.0, 0.8999999761581421, 0.4749999940395355],  # noqa: E501
+        [1.0, 0.4749999940395355, 0.7124999761581421, 0.949999988079071, 0.8999999761581421, 0.4749999940395355],  # noqa: E501
+        [0.23749999701976776, 0.4749999940395355, 0.7124999761581421, 0.949999988079071, 0.7124999761581421, 0.4749999940395355],  # noqa: E501
+        [0.23749999701976776, 0.4749999940395355, 1.0, 0.949999988079071, 0.4749999940395355, 1.0],
+    ],
+    "metric": [
+        [4.250576972961426, 4.250576972961426, 1.0006053447723389, 8.368220329284668, 1.7939043045043945, float("nan")],  # noqa: E501
+        [1.725816249847412, 0.01653212308883667, 0.3479844331741333, 1.7214648723602295, 0.3035781681537628, 0.01294056884944439],  # noqa: E501
+        [0.08484821021556854, 0.003915307577699423, 0.028724372386932373, 0.005093329586088657, 0.024152304977178574, 0.00720121618360281],  # noqa: E501
+        [0.0018239927012473345, 0.0038911455776542425, 0.023678850382566452, 0.005576229654252529, 0.04308820515871048, 0.007066990714520216],  # noqa: E501
+        [0.000860385422129184, 0.0018876325339078903, 0.024423658847808838, 0.006349755451083183, 0.0010828908998519182, 0.014764241874217987],  # noqa: E501
+    ],
+    "parent": [
+        [0, 1, 2, 3, 4, 5],
+        [0, 0, 2, 0, 4, 0],
+        [4, 1, 1, 1, 4, 5],
+        [1, 1, 1, 3, 5, 5],
+        [0, 1, 3, 3, 0, 3],
+    ],
+}
+PINNED_W = [
+    [-0.03161695972084999, -0.004940161481499672, 0.007961970753967762, -0.025166256353259087],
+    [-0.04446079209446907, 0.002615982433781028, 0.003002827987074852, -0.04222135245800018],
+    [-0.12113817036151886, 0.07153870165348053, -0.030607588589191437, -0.16768497228622437],
+    [-0.045083411037921906, 0.06997598707675934, -0.0006110658869147301, -0.07596041262149811],
+    [-0.03324124217033386, 0.0018761808751150966, 0.001755948644131422, -0.03246841952204704],
+    [-0.0848231166601181, 0.07582502067089081, -0.01668696105480194, -0.1276935189962387],
+]
+# fmt: on
+
+
+def test_pinned_run_is_bit_identical():
+    out = pbt(
+        quadratic_trial(noise=1.0),
+        PINNED_CONFIGS,
+        rounds=5,
+        ready_every=3,
+        metric="loss",
+        mode="min",
+        fraction=0.5,
+        perturb=(0.5, 1.5, 2.0),
+        bounds={"shrink": (0.0, 1.0)},
+        key=7,
+        devices=jax.devices()[:1],
+    )
+    assert sorted(out.history) == sorted(PINNED)
+    for name, expected in PINNED.items():
+        np.testing.assert_array_equal(out.history[name], np.asarray(expected), err_msg=name)
+    np.testing.assert_array_equal(
+        out.result.metrics["lr_seen_per_round"][:, 0].T, out.history["learning_rate"]
+    )
+    np.testing.assert_array_equal(np.asarray(out.carry["w"]), np.asarray(PINNED_W, np.float32))
+    np.testing.assert_array_equal(out.carry["opt"].count, [15] * 6)
+    assert out.best["index"] == 0 and out.best["lineage"] == [0, 1, 1, 0, 0]
+    assert out.best["metric"] == PINNED["metric"][-1][0]
+    lineage = np.asarray(PINNED["learning_rate"])[np.arange(5), [0, 1, 1, 0, 0]]
+    np.testing.assert_array_equal(out.best["trajectory"]["learning_rate"], lineage)
+    assert out.best["config"] == {
+        "learning_rate": PINNED["learning_rate"][-1][0],
+        "shrink": PINNED["shrink"][-1][0],
+    }
