@@ -350,8 +350,9 @@ def _key_name(key: Any) -> str:
     return str(key)
 
 
-def _leaves_by_path(tree: Any) -> dict[str, Any]:
-    """``{"params/dense/kernel": leaf, ...}``: dicts, dataclasses and lists alike."""
+def leaves_by_path(tree: Any) -> dict[str, Any]:
+    """A pytree's leaves by their paths, ``{"params/dense/kernel": leaf, ...}`` (dicts,
+    dataclasses and lists alike): how checkpoints name and compare leaves."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {"/".join(_key_name(k) for k in path): leaf for path, leaf in leaves}
 
@@ -381,12 +382,12 @@ def _stored_leaves(checkpointer: Any, directory: str) -> dict[str, Any]:
         metadata = checkpointer.metadata(directory)
         tree = getattr(metadata, "item_metadata", metadata)  # a StepMetadata, or the tree
         tree = getattr(tree, "tree", tree)
-        leaves = _leaves_by_path(tree)
+        leaves = leaves_by_path(tree)
         if all(hasattr(v, "shape") and hasattr(v, "dtype") for v in leaves.values()):
             return leaves
     except Exception:  # any orbax version or layout: read the arrays instead
         pass
-    return _leaves_by_path(checkpointer.restore(directory))
+    return leaves_by_path(checkpointer.restore(directory))
 
 
 def _mismatches(stored: dict[str, Any], like: dict[str, Any]) -> list[str]:
@@ -478,7 +479,7 @@ def restore(path: str | os.PathLike, like: Any = None, *, step: int | None = Non
     with ocp.StandardCheckpointer() as checkpointer:
         if like is None:
             return checkpointer.restore(found)
-        problems = _mismatches(_stored_leaves(checkpointer, found), _leaves_by_path(like))
+        problems = _mismatches(_stored_leaves(checkpointer, found), leaves_by_path(like))
         if problems:
             raise ValueError(
                 f"checkpoint {found!r} does not match like:\n"

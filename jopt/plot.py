@@ -84,7 +84,7 @@ def heatmap(
     ]
     xs = sorted({result.configs[i][x] for i in keep})
     ys = sorted({result.configs[i][y] for i in keep})
-    value = result._scalar(metric)
+    value = result.final(metric)
     mean = np.where(result.diverged, np.nan, value).mean(axis=1)
     grid = np.full((len(ys), len(xs)), np.nan)
     diverged = np.zeros_like(grid, bool)
@@ -198,7 +198,7 @@ def scatter(
     plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
-    value = result._scalar(metric)
+    value = result.final(metric)
     mean = np.where(result.diverged, np.nan, value).mean(axis=1)
     bad = result.diverged.any(axis=1)
     xs = np.asarray([c[x] for c in result.configs], float)
@@ -257,7 +257,7 @@ def pareto(
         raise ValueError(
             f"label: unknown hyperparameter {label!r}; known: {list(result.configs[0])}."
         )
-    xs, ys = result._score(x), result._score(y)
+    xs, ys = result.score(x), result.score(y)
     shown = np.isfinite(xs) & np.isfinite(ys)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4))
@@ -330,7 +330,7 @@ def parallel(
         columns.append((values - low) / (high - low) if high > low else np.full_like(values, 0.5))
         labels.append(f"{label}\n[{low:.3g}, {high:.3g}]")
     lines = np.stack(columns, axis=1)
-    value = result._scalar(metric)
+    value = result.final(metric)
     mean = np.where(result.diverged, np.nan, value).mean(axis=1)
     bad = result.diverged.any(axis=1) | ~np.isfinite(mean)
     if ax is None:

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import jopt
-from jopt.compress import gradual, prune, sparsity, sparsity_jnp
+from jopt.compress import gradual, prune, sparsity
 
 SHAPES = {"dense_0": (40, 100), "dense_1": (100, 100), "dense_2": (100, 12)}
 
@@ -198,7 +198,7 @@ def test_zeros_stay_exactly_zero_and_biases_untouched():
         for z0, z in zip(first, zero):
             np.testing.assert_array_equal(z0, z)  # same mask, zeros exactly 0.0
         assert sum(int(z.sum()) for z in zero) == expected_k(0.8, N_TOTAL)
-    assert float(sparsity_jnp(params)) == pytest.approx(0.8, abs=1e-4)
+    assert float(jax.jit(sparsity)(params)) == pytest.approx(0.8, abs=1e-4)
 
 
 def test_set_hparams_raises_sparsity_without_recompiling():
@@ -301,7 +301,7 @@ def test_saliency_prunes_by_weight_times_update():
 def test_sparsity_counts_kernels_only():
     params = {"k": jnp.array([[0.0, 1.0], [2.0, 0.0]]), "b": jnp.zeros(5)}
     assert sparsity(params) == 0.5
-    assert float(jax.jit(sparsity_jnp)(params)) == 0.5
+    assert float(jax.jit(sparsity)(params)) == 0.5
     assert sparsity(params, mask={"k": True, "b": True}) == pytest.approx(7 / 9)
 
 

@@ -26,7 +26,7 @@ def test_sparsity_by_learning_rate_sweep_in_one_program_equals_separate_runs(mni
         )
         return {
             "loss": history["val_loss"][-1],
-            "sparsity": jopt.compress.sparsity_jnp(state.params),
+            "sparsity": jopt.compress.sparsity(state.params),
         }
 
     space = jopt.sweep.grid(

@@ -24,7 +24,6 @@ from jopt.compress.prune import (
     gradual,
     prune,
     sparsity,
-    sparsity_jnp,
     with_gradients,
 )
 from jopt.compress.quantize import (
@@ -67,7 +66,6 @@ __all__ = [
     "sign",
     "size_report",
     "sparsity",
-    "sparsity_jnp",
     "topk",
     "with_gradients",
 ]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -74,7 +75,6 @@ __all__ = [
     "gradual",
     "prune",
     "sparsity",
-    "sparsity_jnp",
     "with_gradients",
 ]
 
@@ -958,37 +958,49 @@ def gradual(
     return schedule
 
 
-def sparsity_jnp(params: optax.Params, mask: Mask = None) -> jax.Array:
-    """The exact-zero fraction over the compressed leaves, as a float32 JAX scalar (jit-safe).
+def sparsity(params: optax.Params, mask: Mask = None) -> float | jax.Array:
+    """The fraction of exact zeros over the compressed leaves.
+
+    .. math::
+      s = \frac{\\sum_\\ell \\#\\{i : \theta_{\\ell,i} = 0\\}}{\\sum_\\ell n_\\ell}
+
+    over the leaves ``mask`` selects. Concrete params give an exact Python float (the count
+    divided in float64); traced ones (inside ``jit``/``vmap``, e.g. a sweep's trial returning
+    it as a metric) a float32 JAX scalar.
 
     Args:
       params: a pytree of arrays.
       mask: which leaves count (as in ``prune``); default those with ``ndim >= 2``.
 
     Returns:
-      A float32 scalar; 0.0 when no leaf counts.
+      A float, or a float32 scalar when any counted leaf is traced; 0.0 when no leaf counts.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jopt.compress import sparsity
+      >>> params = {"kernel": jnp.array([[0.0, 1.0], [0.0, 0.0]]), "bias": jnp.zeros(2)}
+      >>> sparsity(params)
+      0.75
+      >>> float(jax.jit(sparsity)(params))
+      0.75
     """
     targets = jax.tree.leaves(resolve_mask(mask, params))
     leaves = [p for p, on in zip(jax.tree.leaves(params), targets) if on]
     total = sum(int(np.prod(jnp.shape(p))) for p in leaves)
-    if total == 0:
-        return jnp.zeros([], jnp.float32)
-    zeros = sum(jnp.sum(p == 0, dtype=jnp.int32) for p in leaves)
-    return (zeros / total).astype(jnp.float32)
+    if any(isinstance(p, jax.core.Tracer) for p in leaves):
+        if total == 0:
+            return jnp.zeros([], jnp.float32)
+        zeros = sum(jnp.sum(p == 0, dtype=jnp.int32) for p in leaves)
+        return (zeros / total).astype(jnp.float32)
+    zeros = sum(int(np.sum(np.asarray(p) == 0)) for p in leaves)
+    return float(zeros / total) if total else 0.0
 
 
-def sparsity(params: optax.Params, mask: Mask = None) -> float:
-    """The exact-zero fraction over leaves with ``ndim >= 2``, as a Python float.
-
-    Not usable under ``jit`` (it returns a concrete float); use ``sparsity_jnp`` there.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from jopt.compress import sparsity
-      >>> sparsity({"kernel": jnp.array([[0.0, 1.0], [0.0, 0.0]]), "bias": jnp.zeros(2)})
-      0.75
-    """
-    targets = jax.tree.leaves(resolve_mask(mask, params))
-    leaves = [np.asarray(p) for p, on in zip(jax.tree.leaves(params), targets) if on]
-    total = sum(p.size for p in leaves)
-    return float(sum(int(np.sum(p == 0)) for p in leaves) / total) if total else 0.0
+def sparsity_jnp(params: optax.Params, mask: Mask = None) -> jax.Array:
+    """Deprecated: :func:`sparsity` is traceable now; this returns it as a float32 JAX scalar."""
+    warnings.warn(
+        "jopt.compress.sparsity_jnp is deprecated: use jopt.compress.sparsity (traceable).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return jnp.asarray(sparsity(params, mask), jnp.float32)

@@ -132,7 +132,8 @@ class SweepResult:
             f"{int(self.diverged.sum())} diverged runs)"
         )
 
-    def _scalar(self, metric: str) -> np.ndarray:
+    def final(self, metric: str) -> np.ndarray:
+        """``metric`` as one float per run ``(n_configs, n_seeds)``: a curve's last entry."""
         if metric not in self.metrics:
             raise ValueError(f"unknown metric {metric!r}; known: {sorted(self.metrics)}.")
         value = self.metrics[metric]
@@ -140,9 +141,9 @@ class SweepResult:
             value = value.reshape(value.shape[0], value.shape[1], -1)[..., -1]
         return value.astype(np.float64)
 
-    def _score(self, metric: str) -> np.ndarray:
+    def score(self, metric: str) -> np.ndarray:
         """Seed mean per config of the scalar ``metric``; NaN where a seed diverged."""
-        score = self._scalar(metric).mean(axis=1)
+        score = self.final(metric).mean(axis=1)
         score[self.diverged.any(axis=1) | ~np.isfinite(score)] = np.nan
         return score
 
@@ -177,7 +178,7 @@ class SweepResult:
           ValueError: no or an unknown ``mode``, an unknown metric, or every config diverged.
         """
         check_mode(mode, metric)
-        score = self._score(metric)
+        score = self.score(metric)
         if np.all(np.isnan(score)):
             raise ValueError("every configuration diverged: there is no best one.")
         return int(np.nanargmax(score) if mode == "max" else np.nanargmin(score))
@@ -264,7 +265,7 @@ class SweepResult:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         modes = [modes] if modes is None or isinstance(modes, str) else list(modes)
         self._check_objectives(metrics, modes, "metrics", "modes")
-        values = np.stack([self._score(name) for name in metrics], axis=1)
+        values = np.stack([self.score(name) for name in metrics], axis=1)
         return np.flatnonzero(non_dominated(values, modes))
 
     def to_dataframe(self):
@@ -358,10 +359,10 @@ class SweepResult:
         curves = [{} for _ in self.configs]
         if intermediate is not None:
             curves = self._intermediate_values(intermediate, intermediate_steps)
-        scores = np.stack([self._score(name) for name in metrics], axis=1)
+        scores = np.stack([self.score(name) for name in metrics], axis=1)
         finished = np.all(np.isfinite(scores), axis=1)
         scalars = [name for name, value in self.metrics.items() if value.ndim == 2]
-        per_seed = {name: self._scalar(name) for name in dict.fromkeys(metrics + scalars)}
+        per_seed = {name: self.final(name) for name in dict.fromkeys(metrics + scalars)}
         fingerprint = Space(self.configs, self.static_names).fingerprint()
         sweep_id = hashlib.sha256(
             repr((fingerprint, self.seeds, sorted(self.metrics))).encode()

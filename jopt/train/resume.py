@@ -300,7 +300,7 @@ def _fingerprint(
     config: dict[str, Any],
 ) -> dict[str, Any]:
     """What a checkpointed run is made of, JSON-able; ``state`` is its initial state."""
-    leaves = checkpoint._leaves_by_path({"params": state.params, "batch_stats": state.batch_stats})
+    leaves = checkpoint.leaves_by_path({"params": state.params, "batch_stats": state.batch_stats})
     arrays = {}
     for name in ("x_train", "y_train", "x_test", "y_test"):
         x = getattr(data, name)
