@@ -7,10 +7,11 @@ matter for timing) for N steps inside ONE jitted lax.scan per variant: jopt.adam
 then chained with each weight-compression transform (after the optimizer) and, if
 jopt.compress.gradients is present, each gradient-compression transform (before it). Variants
 alternate over several repeats; the table gives the median run time after compilation and the
-ratio to plain Adam. Goal: pruning and QAT <= 1.3x.
+ratio to plain Adam. Goal: pruning and QAT <= 1.3x. Writes the table to
+``paper_figures/bench_compress.json`` (``--quick``: 20 steps, 1 repeat, written to runs/
+instead).
 """
 
-import argparse
 import statistics
 import time
 
@@ -20,9 +21,8 @@ import jax.numpy as jnp
 import optax
 
 import jopt
+from experiments import common
 from jopt import compress
-
-jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
 
 
 class MLP(nn.Module):  # the MNIST-1D paper's MLP, 15,210 parameters
@@ -104,12 +104,14 @@ def variants(steps):
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run for the tests")
+def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+
+
+def main(argv=None):
+    jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+    args = common.parse_args(__doc__, "bench_compress", argv, add_arguments=add_arguments)
     steps, repeats = (20, 1) if args.quick else (args.steps, args.repeats)
 
     train = make_train(steps)
@@ -136,6 +138,23 @@ def main():
         median = statistics.median(ts)
         per_step = 1e6 * median / steps
         print(f"{name:<36} {1e3 * median:9.1f} {per_step:9.1f} {median / base:7.2f}")
+    common.write_record(
+        args,
+        {
+            "goal": "pruning and QAT <= 1.3x the plain optimizer's run time",
+            "measured": {
+                name: {
+                    "run_s": ts,
+                    "median_run_s": statistics.median(ts),
+                    "us_per_step": 1e6 * statistics.median(ts) / steps,
+                    "ratio": statistics.median(ts) / base,
+                }
+                for name, ts in times.items()
+            },
+            "workload": {"steps": steps, "repeats": repeats, "batch_size": 100},
+            "platform": jax.devices()[0].platform,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ for logistic regression or on a GPU (dispatch-bound). Batches: (a) draws each ep
 per epoch here), fit evaluates its keyed shuffle for a block of up to 8192 positions at a
 time (no sort) and gathers the block's examples in one go. ``fit seq`` and ``(a) scan seq``
 run both loops on sequential batches (no shuffle on either side): what fit's own
-bookkeeping costs.
+bookkeeping costs. Writes the tables to ``paper_figures/bench_fit.json`` (``--quick``: 400
+steps, 2 repeats, written to runs/ instead).
 """
 
-import argparse
 import contextlib
 import io
 import os
@@ -42,8 +42,7 @@ import optax
 
 import jopt.data
 import jopt.train
-
-jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+from experiments import common
 
 
 # The MNIST-1D paper's models, defined here so that the benchmark depends only on train.py.
@@ -145,17 +144,31 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
+def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
     parser.add_argument(
         "--models", default="mlp,logistic", help="comma-separated: mlp, logistic (default both)"
     )
-    args = parser.parse_args()
-    for name in args.models.split(","):
-        bench(name.strip(), args)
+
+
+def main(argv=None):
+    jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
+    args = common.parse_args(__doc__, "bench_fit", argv, add_arguments=add_arguments)
+    models = {name.strip(): bench(name.strip(), args) for name in args.models.split(",")}
+    common.write_record(
+        args,
+        {
+            "goals": {
+                "fit / (a) scan": "<= 1.05",
+                "(b) python / fit": ">= 5",
+                "fit+progress / fit": "<= 1.05",
+            },
+            "models": models,
+            "platform": jax.devices()[0].platform,
+            "cores": os.cpu_count(),
+        },
+    )
 
 
 def bench(model_name, args):
@@ -224,6 +237,21 @@ def bench(model_name, args):
     print(f"ratio fit+progress / fit    = {progress_cost:.3f}  (goal <= 1.05)")
     seq_ratio = run["fit seq"] / run["(a) scan seq"]
     print(f"ratio fit seq / (a) scan seq = {seq_ratio:.3f}  (sequential batches on both sides)")
+    return {
+        "steps": steps,
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "methods": {
+            name: {"compile_s": compile_time[name], "run_s": runs[name], "median_run_s": run[name]}
+            for name in methods
+        },
+        "ratios": {
+            "fit / (a) scan": fit_vs_scan,
+            "(b) python / fit": python_vs_fit,
+            "fit+progress / fit": progress_cost,
+            "fit seq / (a) scan seq": seq_ratio,
+        },
+    }
 
 
 if __name__ == "__main__":

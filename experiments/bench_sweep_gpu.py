@@ -9,7 +9,7 @@ nearly idle, and running many in one program is where the big win is. This runs
 (``--no-torch``; (c) and (c2) timed on 64 configurations spread over the grid and
 extrapolated, since one configuration after another is slow there), and gathers, per size,
 every method's configs/s, GFLOP/s and ratio to (c) in ``bench_sweep_gpu.json``, with the goal
-from the issue: (a) jopt.sweep.run >= 50x faster than (c) at 1024 configurations. Each size's
+(a) jopt.sweep.run >= 50x faster than (c) at 1024 configurations. Each size's
 full record and figure are written beside it (``bench_sweep_gpu_64.json`` ...).
 
 Refuses to run without a GPU, except with ``--allow-cpu`` (``--quick``: 4 and 8 configs, 20
@@ -17,77 +17,89 @@ steps, for the tests). The generated MNIST-1D data needs the ``mnist1d`` package
 without network access, carry its wheel (``pip download --no-deps mnist1d``).
 """
 
-import argparse
 import json
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import jax
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--out-dir", default=None, help="default: paper_figures (runs/ if --quick)")
-parser.add_argument("--quick", action="store_true", help="4 and 8 configs, 20 steps (tests)")
-parser.add_argument("--allow-cpu", action="store_true", help="run even without a GPU")
-args = parser.parse_args()
-OUT_DIR = Path(args.out_dir or ("runs/bench_sweep_gpu" if args.quick else "paper_figures"))
-SIZES = [4, 8] if args.quick else [64, 1024]
-BASELINE_CONFIGS = 2 if args.quick else 64
-GOAL_SIZE, GOAL_RATIO = SIZES[-1], 50.0
+import jopt
+from experiments import common
 
-device = jax.devices()[0]
-if device.platform == "cpu" and not args.allow_cpu:
-    sys.exit(
-        f"bench_sweep_gpu: no GPU here (jax.devices()[0] is {device}); run it on a GPU machine, "
-        "or pass --allow-cpu"
+
+def add_arguments(parser):
+    parser.add_argument("--allow-cpu", action="store_true", help="run even without a GPU")
+
+
+def main(argv=None):
+    jopt.devices.use_all_cores()  # before any JAX operation (matters only for --allow-cpu)
+    args = common.parse_args(__doc__, "bench_sweep_gpu", argv, add_arguments=add_arguments)
+    args.command = " ".join(
+        ["python -m experiments.bench_sweep_gpu", *(sys.argv[1:] if argv is None else argv)]
     )
-print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
+    sizes = [4, 8] if args.quick else [64, 1024]
+    baseline_configs = 2 if args.quick else 64
+    goal_size, goal_ratio = sizes[-1], 50.0
 
-# RUN: one subprocess per size, so that each measures a fresh process
-runs = {}
-start = time.perf_counter()
-for n in SIZES:
-    name = f"bench_sweep_gpu_{n}"
-    command = [sys.executable, "-m", "experiments.bench_sweep", "--configs", str(n)]
-    command += ["--baseline-configs", str(min(BASELINE_CONFIGS, n)), "--no-torch"]
-    command += ["--out-dir", str(OUT_DIR), "--name", name] + (["--quick"] if args.quick else [])
-    print("+", " ".join(command[1:]), flush=True)
-    subprocess.run(command, check=True)
-    record = json.loads((OUT_DIR / f"{name}.json").read_text())
-    runs[str(n)] = {
-        "methods": {
-            method: {
-                key: row[key]
-                for key in ("run_s", "configs_per_s", "gflops", "speedup_vs_c", "extrapolated")
-            }
-            for method, row in record["methods"].items()
-        },
-        "matmul_peak_gflops": record["matmul_peak_gflops"],
-        "record": f"{name}.json",
-    }
-
-# SUMMARY
-a_name, c_name = "(a) jopt.sweep.run", "(c) jit"
-print(f"\n{'configs':>7s} {'method':34s} {'configs/s':>10s} {'GFLOP/s':>9s} {'vs (c)':>8s}")
-for n, run in runs.items():
-    for method, row in run["methods"].items():
-        print(
-            f"{n:>7s} {method:34s} {row['configs_per_s']:10.2f} {row['gflops']:9.1f} "
-            f"{row['speedup_vs_c']:8.2f}" + (" *" if row["extrapolated"] else "")
+    device = jax.devices()[0]
+    if device.platform == "cpu" and not args.allow_cpu:
+        sys.exit(
+            f"bench_sweep_gpu: no GPU here (jax.devices()[0] is {device}); run it on a GPU "
+            "machine, or pass --allow-cpu"
         )
-ratio = runs[str(GOAL_SIZE)]["methods"][a_name]["speedup_vs_c"]
-goal = f"(a) >= {GOAL_RATIO:g}x faster than (c) at {GOAL_SIZE} configs"
-print(f"goal {goal}: {ratio:.1f} -> {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
-summary = {
-    "benchmark": "jopt.sweep.run vs hand-written baselines on a GPU, MNIST-1D MLP sweep",
-    "command": " ".join(["python -m experiments.bench_sweep_gpu", *sys.argv[1:]]),
-    "device": {"kind": device.device_kind, "platform": device.platform, "jax": jax.__version__},
-    "goal": {goal: {"value": ratio, "met": bool(ratio >= GOAL_RATIO)}},
-    "runs": runs,
-    "note": f"{c_name} and (c2) timed on {BASELINE_CONFIGS} configs spread over the grid, "
-    "extrapolated (* in the table)",
-    "wall_time_s": time.perf_counter() - start,
-}
-(OUT_DIR / "bench_sweep_gpu.json").write_text(json.dumps(summary, indent=1))
-print(f"wrote {OUT_DIR / 'bench_sweep_gpu.json'}")
+    print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
+
+    # RUN: one subprocess per size, so that each measures a fresh process
+    runs = {}
+    for n in sizes:
+        name = f"bench_sweep_gpu_{n}"
+        command = [sys.executable, "-m", "experiments.bench_sweep", "--configs", str(n)]
+        command += ["--baseline-configs", str(min(baseline_configs, n)), "--no-torch"]
+        command += ["--out-dir", str(args.out_dir.resolve()), "--name", name]
+        command += ["--quick"] if args.quick else []
+        print("+", " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, cwd=common.ROOT)
+        record = json.loads((args.out_dir / f"{name}.json").read_text())
+        runs[str(n)] = {
+            "methods": {
+                method: {
+                    key: row[key]
+                    for key in ("run_s", "configs_per_s", "gflops", "speedup_vs_c", "extrapolated")
+                }
+                for method, row in record["methods"].items()
+            },
+            "matmul_peak_gflops": record["matmul_peak_gflops"],
+            "record": f"{name}.json",
+        }
+
+    # SUMMARY
+    a_name, c_name = "(a) jopt.sweep.run", "(c) jit"
+    print(f"\n{'configs':>7s} {'method':34s} {'configs/s':>10s} {'GFLOP/s':>9s} {'vs (c)':>8s}")
+    for n, run in runs.items():
+        for method, row in run["methods"].items():
+            print(
+                f"{n:>7s} {method:34s} {row['configs_per_s']:10.2f} {row['gflops']:9.1f} "
+                f"{row['speedup_vs_c']:8.2f}" + (" *" if row["extrapolated"] else "")
+            )
+    ratio = runs[str(goal_size)]["methods"][a_name]["speedup_vs_c"]
+    goal = f"(a) >= {goal_ratio:g}x faster than (c) at {goal_size} configs"
+    print(f"goal {goal}: {ratio:.1f} -> {'met' if ratio >= goal_ratio else 'NOT met'}")
+    common.write_record(
+        args,
+        {
+            "benchmark": "jopt.sweep.run vs hand-written baselines on a GPU, MNIST-1D MLP sweep",
+            "device": {
+                "kind": device.device_kind,
+                "platform": device.platform,
+                "jax": jax.__version__,
+            },
+            "goal": {goal: {"value": ratio, "met": bool(ratio >= goal_ratio)}},
+            "runs": runs,
+            "note": f"{c_name} and (c2) timed on {baseline_configs} configs spread over the grid, "
+            "extrapolated (* in the table)",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

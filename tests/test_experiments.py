@@ -5,33 +5,49 @@ import json
 import pytest
 from quick_run import run_quick
 
+from experiments import (
+    bench_fit,
+    bench_rules,
+    bench_search,
+    bench_sweep,
+    bench_sweep_gpu,
+    lr_momentum_sweep,
+    search_compare,
+)
 
-def test_lr_momentum_sweep_quick(tmp_path):
-    out = run_quick("lr_momentum_sweep", "--out-dir", str(tmp_path))
-    assert "slope" in out
+
+def test_lr_momentum_sweep_quick(tmp_path, capsys):
+    lr_momentum_sweep.main(["--quick", "--out-dir", str(tmp_path)])
+    assert "slope" in capsys.readouterr().out
     record = json.loads((tmp_path / "lr_momentum_sweep.json").read_text())
     accuracy = record["val_accuracy_mean"]
     assert len(accuracy) == len(record["learning_rates"]) == 3
     assert all(0.0 <= a <= 1.0 for row in accuracy for a in row)
     assert record["measured"]["best"]["learning_rate"] in record["learning_rates"]
+    assert record["wall_time_s"] >= record["sweep_wall_time_s"] > 0
+    assert record["command"] == "python -m experiments.lr_momentum_sweep --quick"
     assert (tmp_path / "lr_momentum_sweep.png").exists()
 
 
 @pytest.mark.parametrize(
     "module,word",
     [
-        ("bench_rules", "ratio"),
-        ("bench_search", "speed-up"),
-        ("bench_fit", "fit seq / (a) scan seq"),
+        (bench_rules, "ratio"),
+        (bench_search, "speed-up"),
+        (bench_fit, "fit seq / (a) scan seq"),
     ],
 )
-def test_benchmark_quick(module, word):
-    out = run_quick(module)
-    assert word in out
+def test_benchmark_quick(module, word, tmp_path, capsys):
+    module.main(["--quick", "--out-dir", str(tmp_path)])
+    assert word in capsys.readouterr().out
+    name = module.__name__.split(".")[-1]
+    record = json.loads((tmp_path / f"{name}.json").read_text())
+    assert record["command"].endswith("--quick") and record["wall_time_s"] > 0
 
 
-def test_bench_sweep_quick_methods_compute_the_same_runs(tmp_path):
-    out = run_quick("bench_sweep", "--out-dir", str(tmp_path))
+def test_bench_sweep_quick_methods_compute_the_same_runs(tmp_path, capsys):
+    bench_sweep.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "goal (a) >= 2x faster than (c)" in out and "from batching" in out
     record = json.loads((tmp_path / "bench_sweep.json").read_text())
     methods = record["methods"]
@@ -43,6 +59,9 @@ def test_bench_sweep_quick_methods_compute_the_same_runs(tmp_path):
 
 
 def test_mnist1d_baselines_quick(tmp_path):
+    # A subprocess: the GRU's quick form (a scan inside a scan) spends its time running, not
+    # compiling, so it needs XLA's optimizations (fast_compile=False), which the test process
+    # turns off.
     out = run_quick("mnist1d_baselines", "--out-dir", str(tmp_path), fast_compile=False)
     assert "overall:" in out
     record = json.loads((tmp_path / "mnist1d_baselines.json").read_text())
@@ -65,12 +84,12 @@ def test_mnist1d_baselines_quick(tmp_path):
     assert (tmp_path / "mnist1d_baselines.png").exists()
 
 
-def test_search_compare_quick(tmp_path):
-    out = run_quick("search_compare", "--out-dir", str(tmp_path))
-    assert "overall" in out
+def test_search_compare_quick(tmp_path, capsys):
+    search_compare.main(["--quick", "--out-dir", str(tmp_path)])
+    assert "overall" in capsys.readouterr().out
     record = json.loads((tmp_path / "search_compare.json").read_text())
-    keys = ("paper", "claim", "pass_criterion", "measured", "verdict", "command", "curves")
-    assert all(key in record for key in keys) and record["wall_time_s"] > 0
+    keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")
+    assert all(key in record for key in (*keys, "curves")) and record["wall_time_s"] > 0
     strategies = ["grid", "random", "quasirandom", "tpe", "halving", "hyperband", "pbt"]
     budget = record["setup"]["budget_steps_per_seed"]
     for name in strategies:
@@ -85,8 +104,10 @@ def test_search_compare_quick(tmp_path):
     assert (tmp_path / "search_compare.png").exists()
 
 
-def test_bench_sweep_gpu_quick_gathers_both_sizes(tmp_path):
-    out = run_quick("bench_sweep_gpu", "--allow-cpu", "--out-dir", str(tmp_path))
+def test_bench_sweep_gpu_quick_gathers_both_sizes(tmp_path, capsys):
+    # in-process; the two sizes run as subprocesses of bench_sweep, as on a GPU
+    bench_sweep_gpu.main(["--quick", "--allow-cpu", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     summary = json.loads((tmp_path / "bench_sweep_gpu.json").read_text())
     assert set(summary["runs"]) == {"4", "8"}
     for n, run in summary["runs"].items():

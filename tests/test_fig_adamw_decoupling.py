@@ -1,13 +1,15 @@
-"""The --quick form of experiments/adamw_decoupling.py (card 3) runs and writes real content."""
+"""The --quick form of experiments/adamw_decoupling.py runs and writes real content."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import adamw_decoupling
 
 
-def test_adamw_decoupling_quick(tmp_path):
-    out = run_quick("adamw_decoupling", "--out-dir", str(tmp_path))
+def test_adamw_decoupling_quick(tmp_path, capsys):
+    adamw_decoupling.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "verdict" in out
     record = json.loads((tmp_path / "adamw_decoupling.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -1,13 +1,15 @@
-"""The --quick form of experiments/lion_vs_adamw.py (card 11) runs and writes real content."""
+"""The --quick form of experiments/lion_vs_adamw.py runs and writes real content."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import lion_vs_adamw
 
 
-def test_lion_vs_adamw_quick(tmp_path):
-    out = run_quick("lion_vs_adamw", "--out-dir", str(tmp_path))
+def test_lion_vs_adamw_quick(tmp_path, capsys):
+    lion_vs_adamw.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "verdict" in out
     record = json.loads((tmp_path / "lion_vs_adamw.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -1,13 +1,15 @@
-"""The --quick form of experiments/momentum_forms.py (card 4A) runs and writes real content."""
+"""The --quick form of experiments/momentum_forms.py runs and writes real content."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import momentum_forms
 
 
-def test_momentum_forms_quick(tmp_path):
-    out = run_quick("momentum_forms", "--out-dir", str(tmp_path))
+def test_momentum_forms_quick(tmp_path, capsys):
+    momentum_forms.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "verdict" in out
     record = json.loads((tmp_path / "momentum_forms.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -2,11 +2,12 @@
 
 import json
 
-from quick_run import run_quick
+from experiments import quantization
 
 
-def test_quantization_quick(tmp_path):
-    out = run_quick("quantization", "--out-dir", str(tmp_path))
+def test_quantization_quick(tmp_path, capsys):
+    quantization.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "quantization.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

@@ -3,18 +3,20 @@
 import json
 
 import pytest
-from quick_run import run_quick
 
 pytest.importorskip("torch")
 pytest.importorskip("mnist1d")
 
+from experiments import mnist1d_torch_reference
 
-def test_torch_reference_quick(tmp_path):
-    out = run_quick("mnist1d_torch_reference", "--out-dir", str(tmp_path))
-    assert "mlp" in out
+
+def test_torch_reference_quick(tmp_path, capsys):
+    mnist1d_torch_reference.main(["--quick", "--out-dir", str(tmp_path)])
+    assert "mlp" in capsys.readouterr().out
     record = json.loads((tmp_path / "mnist1d_torch_reference.json").read_text())
     assert record["recipe"]["updates"] == 201
     assert "--quick" in record["command"] and record["wall_time_s"] > 0
+    assert record["pilot"]["authors_train_model_seed_0"]
     models = {"logistic", "mlp", "cnn", "gru"}
     assert set(record["results"]) == models
     for result in record["results"].values():
