@@ -19,8 +19,8 @@ of the schedule instead (what reduce-on-plateau and PBT's explore step want).
 
 Names. ``jopt.hparams`` returns a flat dict keyed by hyperparameter name (``"learning_rate"``).
 When two transforms in one state share a name (``chain(l1(1e-4), l2(1e-3))`` both have a
-``"strength"``), every occurrence is keyed ``"<label>/<name>"`` instead, where the label is the
-``name=`` given to the transform, or else its position in the state pytree (``"0"``, ``"1"`` in
+``"strength"``), every occurrence is keyed ``"<prefix>/<name>"`` instead, where the prefix is
+the ``name=`` given to the transform, or else its position in the state pytree (``"0"``, ``"1"`` in
 a chain, the partition label in ``optax.partition``), or else the transform's kind (``"adam"``).
 ``set_hparams`` accepts the bare name wherever it is unique and the qualified name always;
 ``jopt.hparams(state, qualified=True)`` lists every qualified name.
@@ -80,8 +80,9 @@ class HyperparamState:
       pinned: for scheduled hyperparameters, whether ``set_hparams`` pinned the value (the
         schedule is then ignored).
       inner: the transform's own state (moments, masks, residuals, ...).
-      kind: the transform's kind, e.g. ``"adam"`` (static).
-      label: the ``name=`` given at construction, or None (static).
+      kind: what the transform is, e.g. ``"adam"``: the same for every instance (static).
+      name: which instance it is: the ``name=`` given at construction, or None (static).
+        ``jopt.hparams`` keys a repeated hyperparameter by it (``"<name>/learning_rate"``).
       checks: ``(name, Check)`` pairs: the allowed range of each hyperparameter, which
         ``set_hparams`` and ``scale_hparams`` enforce (static).
     """
@@ -92,7 +93,7 @@ class HyperparamState:
     pinned: dict[str, jax.Array]
     inner: Any
     kind: str = struct.field(pytree_node=False, default="transform")
-    label: str | None = struct.field(pytree_node=False, default=None)
+    name: str | None = struct.field(pytree_node=False, default=None)
     checks: tuple[tuple[str, Check], ...] = struct.field(pytree_node=False, default=())
 
 
@@ -150,12 +151,40 @@ class Check:
 
 
 def at_least(lo: float) -> Check:
+    """The range check ``value >= lo``, for finite values.
+
+    Args:
+      lo: the smallest allowed value (allowed itself); ``clip`` moves values up to it.
+
+    Returns:
+      A :class:`Check` whose ``allowed`` reads ``"finite and >= <lo>"``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.hyperparams import at_least
+      >>> check = at_least(0.0)
+      >>> check.allowed, check.ok(np.asarray(0.0)), check.ok(np.asarray(-1e-3))
+      ('finite and >= 0.0', True, False)
+    """
     return Check(
         lambda v: bool(np.all(np.isfinite(v)) and np.all(v >= lo)), f"finite and >= {lo}", low=lo
     )
 
 
 def positive() -> Check:
+    """The range check ``value > 0``, for finite values.
+
+    Returns:
+      A :class:`Check` whose ``allowed`` reads ``"finite and > 0"``; ``clip`` moves a value
+      up to the smallest positive float of its dtype.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.hyperparams import positive
+      >>> check = positive()
+      >>> check.ok(np.asarray(1e-8)), check.ok(np.asarray(0.0)), check.ok(np.asarray(np.inf))
+      (True, False, False)
+    """
     return Check(
         lambda v: bool(np.all(np.isfinite(v)) and np.all(v > 0)),
         "finite and > 0",
@@ -165,6 +194,25 @@ def positive() -> Check:
 
 
 def in_unit_interval(closed: bool = False) -> Check:
+    """The range check ``0 <= value < 1``, or ``0 <= value <= 1`` where ``closed``.
+
+    For decay rates such as ``b1``, ``b2`` and momentum, and for a sparsity (all open at 1),
+    and for fractions that may reach 1, such as a drop fraction (``closed=True``).
+
+    Args:
+      closed: whether ``1`` itself is allowed.
+
+    Returns:
+      A :class:`Check` whose ``allowed`` reads ``"in [0, 1)"``, or ``"in [0, 1]"`` where
+      ``closed``.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.hyperparams import in_unit_interval
+      >>> one = np.asarray(1.0)
+      >>> in_unit_interval().ok(one), in_unit_interval(closed=True).ok(one)
+      (False, True)
+    """
     if closed:
         return Check(lambda v: bool(np.all((v >= 0) & (v <= 1))), "in [0, 1]", low=0.0, high=1.0)
     return Check(
@@ -173,6 +221,17 @@ def in_unit_interval(closed: bool = False) -> Check:
 
 
 def any_real() -> Check:
+    """The range check that allows every finite value (no NaN, no infinity).
+
+    Returns:
+      A :class:`Check` whose ``allowed`` reads ``"finite"``, with no bounds.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jopt.hyperparams import any_real
+      >>> any_real().ok(np.asarray([-3.0, 0.0, 2.5])), any_real().ok(np.asarray(np.nan))
+      (True, False)
+    """
     return Check(lambda v: bool(np.all(np.isfinite(v))), "finite")
 
 
@@ -223,8 +282,29 @@ def recording_checks() -> Iterator[list[RecordedCheck]]:
 
 
 def check_range(kind: str, name: str, value: Any, check: Check | None) -> None:
-    """Raises ValueError if a concrete ``value`` (any shape) is outside ``check``'s range; a
-    traced value is recorded for ``recording_checks`` instead."""
+    """Raises ValueError if a concrete ``value`` (any shape) is outside ``check``'s range.
+
+    A traced value cannot be checked now: it is recorded for :func:`recording_checks`
+    instead (where one is active), or else let through.
+
+    Args:
+      kind: the transform's name, for the message (``"sgd"``).
+      name: the hyperparameter's name (``"learning_rate"``).
+      value: a number or an array (checked elementwise), or a tracer.
+      check: the allowed range; ``None`` checks nothing.
+
+    Raises:
+      ValueError: ``value`` is concrete and some element is out of range; the message names
+        ``kind``, ``name``, the offending values and the range.
+
+    Examples:
+      >>> from jopt.hyperparams import at_least, check_range
+      >>> check_range("sgd", "learning_rate", 0.1, at_least(0.0))  # in range: nothing
+      >>> check_range("sgd", "learning_rate", -0.1, at_least(0.0))
+      Traceback (most recent call last):
+        ...
+      ValueError: sgd: learning_rate must be finite and >= 0.0, got -0.1.
+    """
     if check is None:
         return
     if not is_concrete(value):
@@ -375,7 +455,7 @@ def stateful_transform(
             pinned=pinned,
             inner=init(params, values),
             kind=kind,
-            label=name,
+            name=name,
             checks=tuple(sorted(checks.items())),
         )
 
@@ -503,9 +583,9 @@ def _compact_path(path: tuple) -> str:
     return "/".join(parts)
 
 
-def _label(path: tuple, state: Any) -> str:
-    if not _is_injected(state) and state.label is not None:
-        return state.label
+def _prefix(path: tuple, state: Any) -> str:
+    if not _is_injected(state) and state.name is not None:
+        return state.name
     return _compact_path(path) or _kind(state)
 
 
@@ -519,7 +599,7 @@ def _names(tree: Any) -> dict[tuple, dict[str, str]]:
     names: dict[tuple, dict[str, str]] = {}
     seen: dict[str, tuple] = {}
     for path, state in states:
-        label = _label(path, state)
+        label = _prefix(path, state)
         mapping = {}
         for key in _values(state):
             qualified = f"{label}/{key}"
@@ -557,7 +637,7 @@ def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
     out: dict[str, jax.Array] = {}
     names = _names(state)
     for path, found in _collect_states(state):
-        label = _label(path, found)
+        label = _prefix(path, found)
         for key, value in _values(found).items():
             out[f"{label}/{key}" if qualified else names[path][key]] = value
     return out
@@ -565,6 +645,14 @@ def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
 
 def checks(state: Any, *, qualified: bool = False) -> dict[str, Check]:
     """The allowed range of every hyperparameter inside ``state``, keyed as ``hparams`` keys it.
+
+    Args:
+      state: an optimizer state, or any pytree holding one, as for :func:`hparams`.
+      qualified: key every check ``"<label>/<name>"`` even where the bare name is unique.
+
+    Returns:
+      A dict ``name -> Check`` with an entry for every hyperparameter that has a range (a
+      subset of the keys of ``hparams(state, qualified=qualified)``).
 
     Examples:
       >>> import jax.numpy as jnp, jopt
@@ -575,7 +663,7 @@ def checks(state: Any, *, qualified: bool = False) -> dict[str, Check]:
     out: dict[str, Check] = {}
     names = _names(state)
     for path, found in _collect_states(state):
-        label = _label(path, found)
+        label = _prefix(path, found)
         ranges = _ranges(found)
         for key in _values(found):
             if key in ranges:
@@ -589,7 +677,7 @@ def _edit(state: Any, values: Mapping[str, Any], how: str) -> Any:
     known: dict[str, list[tuple[tuple, str]]] = {}
     bare: dict[str, list[str]] = {}
     for path, found in states:
-        label = _label(path, found)
+        label = _prefix(path, found)
         for key in _values(found):
             known.setdefault(f"{label}/{key}", []).append((path, key))
             bare.setdefault(key, []).append(f"{label}/{key}")
@@ -684,9 +772,12 @@ class EditableScheduleState(NamedTuple):
 
 
 class EditableSchedule:
-    """An optax stateful schedule ``count -> value`` that ``set_hparams`` can pin and
-    ``scale_hparams`` can scale; unedited, its values are the wrapped schedule's, bit for bit
-    (a product with 1.0 is exact).
+    """An optax stateful schedule that ``set_hparams`` can pin and ``scale_hparams`` can scale.
+
+    It wraps a schedule ``count -> value``; unedited, its values are the wrapped schedule's,
+    bit for bit (a product with 1.0 is exact). ``jopt.from_optax`` wraps every schedule given
+    as a hyperparameter in one, so that :func:`set_hparams` and :func:`scale_hparams` can
+    edit it inside ``optax.inject_hyperparams``'s state.
 
     Args:
       schedule: ``schedule(count) -> value``.
@@ -735,7 +826,16 @@ def set_hparams(state: Any, **values: Any) -> Any:
     A scheduled hyperparameter is pinned to the given value from then on (its schedule is no
     longer consulted). Values may be batched arrays matching a batched (vmapped) state.
 
+    Args:
+      state: an optimizer state, or any pytree holding one, as for :func:`hparams`.
+      **values: the new values, keyed by name as :func:`hparams` keys them (the bare name
+        where it is unique, ``"<label>/<name>"`` always).
+
+    Returns:
+      A state of the same structure, shapes and dtypes as ``state``, with the new values.
+
     Raises:
+      TypeError: a value is not a number or an array.
       ValueError: for a name that no transform in ``state`` has (the message lists the known
         names), a value whose shape does not fit, or a concrete value outside the
         transform's range (``jopt.set_hparams(state, learning_rate=-1.0)``). A traced value
@@ -759,6 +859,18 @@ def scale_hparams(state: Any, **factors: Any) -> Any:
     the factor from now on (so ``scale_hparams(state, learning_rate=0.1)`` lowers a cosine
     schedule by 10x without flattening it). The scaled values must stay inside the
     transform's range, as for ``set_hparams``.
+
+    Args:
+      state: an optimizer state, or any pytree holding one, as for :func:`hparams`.
+      **factors: the multipliers, keyed by name as in :func:`set_hparams`.
+
+    Returns:
+      A state of the same structure, shapes and dtypes as ``state``, with the values scaled.
+
+    Raises:
+      TypeError: a factor is not a number or an array.
+      ValueError: as for :func:`set_hparams`: an unknown or ambiguous name, a factor whose
+        shape does not fit, or a concrete scaled value outside the transform's range.
 
     Examples:
       >>> import jax.numpy as jnp, jopt
