@@ -109,8 +109,14 @@ def _remove(path: str) -> None:
 
 
 def sync_directory(directory: str | os.PathLike) -> None:
-    """Makes the renames inside ``directory`` durable (best effort: some platforms cannot
-    open a directory, and there the rename is all there is)."""
+    """Makes the renames inside ``directory`` durable, with an ``fsync`` of the directory.
+
+    Best effort: some platforms cannot open a directory, and there the rename is all there
+    is; an ``OSError`` is never raised.
+
+    Args:
+      directory: the folder whose entries changed.
+    """
     try:
         handle = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -155,8 +161,11 @@ def write_temporary(target: str | os.PathLike, write: Callable[[BinaryIO], Any])
 
 
 def atomic_write(target: str | os.PathLike, data: bytes | Callable[[BinaryIO], Any]) -> None:
-    """Replaces ``target`` with new content atomically: readers see the old file or the new
-    one, never a part, and a crash leaves the old one.
+    """Replaces ``target`` with new content atomically.
+
+    Readers see the old file or the new one, never a part, and a crash leaves the old one:
+    the content goes to a durable temporary file beside ``target`` (:func:`write_temporary`),
+    which ``os.replace`` then moves onto it.
 
     Args:
       target: the file to write (its folder must exist).
@@ -351,8 +360,22 @@ def _key_name(key: Any) -> str:
 
 
 def leaves_by_path(tree: Any) -> dict[str, Any]:
-    """A pytree's leaves by their paths, ``{"params/dense/kernel": leaf, ...}`` (dicts,
-    dataclasses and lists alike): how checkpoints name and compare leaves."""
+    """A pytree's leaves by their paths, ``{"params/dense/kernel": leaf, ...}``.
+
+    Dicts, dataclasses and lists alike: this is how checkpoints name and compare leaves.
+
+    Args:
+      tree: any pytree.
+
+    Returns:
+      A dict ``"key/key/..." -> leaf``, in the order of ``jax.tree.leaves``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.checkpoint import leaves_by_path
+      >>> list(leaves_by_path({"params": {"dense": {"bias": jnp.zeros(2)}}, "step": 0}))
+      ['params/dense/bias', 'step']
+    """
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {"/".join(_key_name(k) for k in path): leaf for path, leaf in leaves}
 

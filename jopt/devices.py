@@ -82,14 +82,6 @@ def use_all_cores(count: int | None = None) -> int:
     JAX fixes the device count when its backends start (at the first JAX operation). Called
     after that, it cannot change the count: it warns and returns the count in use.
 
-    Examples:
-      At the top of a script::
-
-        import jopt
-
-        jopt.devices.use_all_cores()  # before any JAX operation
-        result = jopt.sweep.run(trial, space)  # sharded over every core
-
     Args:
       count: the number of CPU devices to make; ``None`` (default) for one per core. ``1``
         keeps JAX's single CPU device and silences ``jopt.sweep.run``'s idle-cores warning.
@@ -99,6 +91,14 @@ def use_all_cores(count: int | None = None) -> int:
 
     Raises:
       ValueError: ``count`` is not a positive int.
+
+    Examples:
+      At the top of a script::
+
+        import jopt
+
+        jopt.devices.use_all_cores()  # before any JAX operation
+        result = jopt.sweep.run(trial, space)  # sharded over every core
     """
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ValueError(f"count must be a positive int or None, got {count!r}.")
@@ -159,6 +159,12 @@ def initialize_distributed(
     selects gloo before initializing. Call it right after ``import jopt``, before any JAX
     operation, in every process; then ``jopt.sweep.run`` shards configurations over the
     devices of all processes and every process receives the full result.
+
+    Args:
+      coordinator_address: ``"host:port"`` of process 0, which every process connects to.
+      num_processes: the number of processes taking part.
+      process_id: this process's index, in ``[0, num_processes)``.
+      **kwargs: passed on to ``jax.distributed.initialize`` (e.g. ``local_device_ids``).
 
     Examples:
       Two processes on one machine (``process_id`` 0 and 1)::

@@ -620,7 +620,7 @@ def hparams(state: Any, *, qualified: bool = False) -> dict[str, jax.Array]:
     Args:
       state: an optimizer state, or any pytree holding one (a chain's tuple, a flax TrainState,
         an ``optax.MultiSteps`` state, ...).
-      qualified: key every value ``"<label>/<name>"`` even where the bare name is unique.
+      qualified: key every value ``"<prefix>/<name>"`` even where the bare name is unique.
 
     Returns:
       A dict of arrays (scalars, or batched arrays for a vmapped population of states).
@@ -648,7 +648,7 @@ def checks(state: Any, *, qualified: bool = False) -> dict[str, Check]:
 
     Args:
       state: an optimizer state, or any pytree holding one, as for :func:`hparams`.
-      qualified: key every check ``"<label>/<name>"`` even where the bare name is unique.
+      qualified: key every check ``"<prefix>/<name>"`` even where the bare name is unique.
 
     Returns:
       A dict ``name -> Check`` with an entry for every hyperparameter that has a range (a
@@ -829,7 +829,7 @@ def set_hparams(state: Any, **values: Any) -> Any:
     Args:
       state: an optimizer state, or any pytree holding one, as for :func:`hparams`.
       **values: the new values, keyed by name as :func:`hparams` keys them (the bare name
-        where it is unique, ``"<label>/<name>"`` always).
+        where it is unique, ``"<prefix>/<name>"`` always).
 
     Returns:
       A state of the same structure, shapes and dtypes as ``state``, with the new values.

@@ -192,8 +192,29 @@ def scatter(
     With ``y=None`` it plots ``metric`` against ``x`` instead. Diverged configurations are
     drawn as grey crosses.
 
+    Args:
+      result: a ``SweepResult``.
+      x: the hyperparameter on the horizontal axis.
+      y: the hyperparameter on the vertical axis, or ``None`` to plot the seed-mean
+        ``metric`` there (diverged configurations left out).
+      metric: a scalar metric (a curve is read at its last entry); the points' colour.
+      logx, logy: a log axis; ``None`` (default) chooses one where the values are positive
+        and span more than two decades.
+      ax: matplotlib axes to draw on.
+      cmap: colour map.
+
     Returns:
       The matplotlib axes.
+
+    Examples:
+      >>> import numpy as np, jopt
+      >>> result = jopt.sweep.SweepResult(
+      ...     [{"lr": 1e-3, "wd": 0.0}, {"lr": 1e-1, "wd": 1e-4}, {"lr": 1.0, "wd": 1e-3}],
+      ...     {"acc": np.array([[0.6], [0.9], [np.nan]])}, seeds=[0])
+      >>> ax = jopt.plot.scatter(result, "lr", "wd", "acc")
+      >>> ax.get_xscale(), ax.get_xlabel(), ax.get_ylabel()
+      ('log', 'lr', 'wd')
+      >>> jopt.plot.pyplot().close(ax.figure)
     """
     plt = pyplot()
     if ax is None:
@@ -311,8 +332,31 @@ def parallel(
     configuration is drawn on top in red. Diverged configurations are grey and dashed. Useful
     for random and quasi-random spaces, where a heatmap has no grid.
 
+    Args:
+      result: a ``SweepResult``.
+      metric: a scalar metric (a curve is read at its last entry): the lines' colour.
+      names: the hyperparameters to draw as axes, in order (default: every non-static one).
+      mode: ``"max"`` or ``"min"``: which configuration is best (drawn in red, and which
+        lines are drawn on top). Required unless every configuration diverged.
+      ax: matplotlib axes to draw on.
+      cmap: colour map.
+
     Returns:
       The matplotlib axes.
+
+    Raises:
+      ValueError: there is no hyperparameter to draw, or ``mode`` is neither ``"max"`` nor
+        ``"min"`` while some configuration did not diverge.
+
+    Examples:
+      >>> import numpy as np, jopt
+      >>> result = jopt.sweep.SweepResult(
+      ...     [{"lr": 1e-3, "b1": 0.8}, {"lr": 1e-1, "b1": 0.9}, {"lr": 1.0, "b1": 0.99}],
+      ...     {"loss": np.array([[0.6], [0.2], [0.4]])}, seeds=[0])
+      >>> ax = jopt.plot.parallel(result, "loss", mode="min")
+      >>> [label.get_text().splitlines()[0] for label in ax.get_xticklabels()]
+      ['log10 lr', 'b1']
+      >>> jopt.plot.pyplot().close(ax.figure)
     """
     plt = pyplot()
     names = list(names or [n for n in result.configs[0] if n not in result.static_names])

@@ -117,6 +117,23 @@ def linear_schedule(
 ) -> Schedule:
     """Linear interpolation from ``init_value`` to ``end_value``, as optax's, traceable.
 
+    :func:`polynomial_schedule` with ``power=1``: constant ``init_value`` up to
+    ``transition_begin``, then a straight line that reaches ``end_value`` after
+    ``transition_steps`` steps and stays there.
+
+    Args:
+      init_value: value up to ``transition_begin``.
+      end_value: value from ``transition_begin + transition_steps`` on.
+      transition_steps: length of the transition (>= 0; 0 gives the constant
+        ``init_value``).
+      transition_begin: step at which the transition starts (>= 0).
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: ``transition_steps`` or ``transition_begin`` is concrete and negative.
+
     Examples:
       >>> import jopt
       >>> float(jopt.schedules.linear_schedule(0.0, 1.0, 4)(1))
@@ -126,7 +143,22 @@ def linear_schedule(
 
 
 def warmup_constant_schedule(init_value: Any, peak_value: Any, warmup_steps: Any) -> Schedule:
-    """Linear warmup from ``init_value`` to ``peak_value``, then constant; traceable."""
+    """Linear warmup from ``init_value`` to ``peak_value``, then constant; traceable.
+
+    Args:
+      init_value: value at step 0.
+      peak_value: value from ``warmup_steps`` on.
+      warmup_steps: length of the warmup (>= 0).
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Examples:
+      >>> import jopt
+      >>> lr = jopt.schedules.warmup_constant_schedule(0.0, 1.0, 4)
+      >>> [float(lr(t)) for t in (0, 2, 4, 100)]
+      [0.0, 0.5, 1.0, 1.0]
+    """
     return linear_schedule(init_value, peak_value, warmup_steps)
 
 
@@ -148,6 +180,19 @@ def cosine_decay_schedule(
     .. math::
       v(t) = v_0 \left((1-\alpha)\left(\tfrac12\left(1+\cos\frac{\pi \min(t, T)}{T}\right)
       \right)^{e} + \alpha\right)
+
+    Args:
+      init_value: value :math:`v_0` at step 0.
+      decay_steps: length :math:`T` of the decay (> 0); the value stays at
+        :math:`\alpha v_0` from then on.
+      alpha: final value as a fraction :math:`\alpha` of ``init_value``.
+      exponent: power :math:`e` of the cosine factor.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: ``decay_steps`` is concrete and not > 0.
 
     Examples:
       >>> import jopt
@@ -176,6 +221,21 @@ def warmup_cosine_decay_schedule(
     .. math::
       v(t) = \begin{cases} v_0 + (v_p - v_0)\, t / W & t < W \\
       \text{cosine}(v_p \to v_1 \text{ over } T - W)(t - W) & t \ge W \end{cases}
+
+    Args:
+      init_value: value :math:`v_0` at step 0.
+      peak_value: value :math:`v_p` at the end of the warmup.
+      warmup_steps: length :math:`W` of the linear warmup (>= 0).
+      decay_steps: total length :math:`T` of warmup and decay (> ``warmup_steps``).
+      end_value: value :math:`v_1` from ``decay_steps`` on.
+      exponent: power of the cosine factor, as in :func:`cosine_decay_schedule`.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: ``warmup_steps`` is concrete and negative, or both step counts are
+        concrete and ``decay_steps <= warmup_steps``.
 
     Examples:
       >>> import jopt
@@ -266,6 +326,18 @@ def piecewise_constant(init_value: Any, boundaries: Any, scales: Any) -> Schedul
     .. math::
       v(t) = v_0 \prod_{i:\, t \ge b_i} s_i
 
+    Args:
+      init_value: value :math:`v_0` before the first boundary.
+      boundaries: steps :math:`b_i` (a scalar or a 1-D array) at which the value changes.
+      scales: factors :math:`s_i` (>= 0), one per boundary.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: ``boundaries`` and ``scales`` differ in length, or a concrete scale is
+        negative.
+
     Examples:
       >>> import jopt
       >>> lr = jopt.schedules.piecewise_constant(0.1, boundaries=[10, 20], scales=[0.1, 0.1])
@@ -291,10 +363,26 @@ def piecewise_constant(init_value: Any, boundaries: Any, scales: Any) -> Schedul
 def inverse_sqrt_schedule(init_value: Any, timescale: Any = 1.0) -> Schedule:
     r""":math:`v(t) = v_0 / \sqrt{1 + t/\tau}`: the :math:`\alpha/\sqrt{t}` decay of Kingma & Ba.
 
+    Args:
+      init_value: value :math:`v_0` at step 0.
+      timescale: steps :math:`\tau` (> 0) after which the value has fallen by
+        :math:`\sqrt{2}`.
+
+    Returns:
+      A schedule ``count -> value``.
+
+    Raises:
+      ValueError: ``timescale`` is concrete and not > 0.
+
     Examples:
       >>> import jopt
       >>> float(jopt.schedules.inverse_sqrt_schedule(1.0)(3))
       0.5
+
+    References:
+      Kingma, Ba, `Adam: A Method for Stochastic Optimization
+      <https://arxiv.org/abs/1412.6980>`_, 2015 (Theorem 4.1: :math:`\alpha_t = \alpha /
+      \sqrt{t}`).
     """
     if is_concrete(timescale) and not np.all(np.asarray(timescale) > 0):
         raise ValueError(f"timescale must be > 0, got {timescale!r}.")

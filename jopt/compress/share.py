@@ -247,6 +247,18 @@ def share_nbytes(params: optax.Params, clusters: int, mask: Mask = None) -> int:
     bytes of packed indices plus a float32 codebook of :math:`4k` bytes; other leaves cost
     float32 (4 bytes per entry).
 
+    Args:
+      params: the parameters (only their shapes are read).
+      clusters: :math:`k` >= 2 codebook entries per shared leaf, as in :func:`share_weights`.
+      mask: which leaves are shared (a bool pytree or ``params -> bool pytree``); default
+        the leaves with ``ndim >= 2``, as in :func:`share_weights`.
+
+    Returns:
+      The total size in bytes, a Python int.
+
+    Raises:
+      ValueError: ``clusters`` not an int >= 2.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from jopt.compress import share_nbytes

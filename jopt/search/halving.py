@@ -163,6 +163,8 @@ def successive_halving(
         device count); all rungs reuse the program of this width.
       devices: devices to shard each call over (default all).
       progress: print one line per rung.
+      _bracket: private, for :func:`hyperband`: the bracket recorded as ``"bracket"`` in
+        each rung's ``history`` entry (``None`` for a plain successive halving).
 
     Returns:
       A ``SearchResult``; ``history`` holds one dict per rung (``steps``, ``configs``

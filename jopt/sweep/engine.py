@@ -110,6 +110,16 @@ def layout(devices: Sequence[jax.Device] | None = None) -> Layout:
 def pad(rows: Sequence[Any], width: int) -> list[Any]:
     """``rows`` padded to ``width`` by repeating the last one.
 
+    Args:
+      rows: a non-empty sequence of at most ``width`` rows (any objects).
+      width: the length of the result.
+
+    Returns:
+      A list of ``width`` rows: ``rows``, then copies of its last row.
+
+    Raises:
+      ValueError: ``rows`` is empty or longer than ``width``.
+
     Examples:
       >>> from jopt.sweep.engine import pad
       >>> pad([3, 5], 4)
@@ -153,6 +163,13 @@ def fingerprint(fn: Callable, *args: Any) -> str:
     ``args`` may be arrays or ``jax.ShapeDtypeStruct``s (only shapes and dtypes matter).
     Memory addresses never enter (JAX prints callbacks as ``0xXXXX``), so the same code gives
     the same fingerprint in another process.
+
+    Args:
+      fn: a function of ``args`` that JAX can trace.
+      *args: its arguments: arrays, ``jax.ShapeDtypeStruct``s, or pytrees of them.
+
+    Returns:
+      A hex digest (str) of the traced program and its constants.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -303,8 +320,17 @@ class TracedTrial(NamedTuple):
 
 
 def trace_trial(trial: Trial, static: Mapping[str, Any], names: Sequence[str]) -> TracedTrial:
-    """Traces ``trial`` once for a static group: its program, fingerprint, metric shapes and
-    the range checks of the hyperparameters it traced."""
+    """Traces ``trial`` once for a static group of configurations.
+
+    Args:
+      trial: ``trial(hparams, key) -> dict of metrics``.
+      static: the group's static hyperparameters, passed to ``trial`` as Python values.
+      names: the dynamic hyperparameters, traced as float32 scalars.
+
+    Returns:
+      A :class:`TracedTrial`: its program, fingerprint, metric shapes and the range checks
+      of the hyperparameters it traced.
+    """
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     program, shapes, closed, checks = _traced_with_checks(
         lambda h, k: call_trial(trial, {**h, **static}, k), scalars(names), key
@@ -392,8 +418,25 @@ def cached_compile(
     ``key`` must identify what ``fn`` computes by content (a ``fingerprint`` and the settings
     that shape the program), never by the function object.
 
+    Args:
+      fn: the function to compile.
+      args: its arguments (arrays or ``jax.ShapeDtypeStruct``s); their shapes and dtypes
+        are part of the cache key.
+      key: a hashable that identifies what ``fn`` computes.
+      in_shardings: passed to ``jax.jit`` (``None``: not given); part of the cache key.
+      out_shardings: passed to ``jax.jit`` (``None``: not given); part of the cache key.
+
     Returns:
       ``(compiled, cached)``: the compiled program and whether it came from the cache.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.sweep.engine import cached_compile
+      >>> x = jnp.zeros(3)
+      >>> add_one, first = cached_compile(lambda x: x + 1, [x], key="docs: add one")
+      >>> _, second = cached_compile(lambda x: x + 1, [x], key="docs: add one")
+      >>> first, second, add_one(x).tolist()
+      (False, True, [1.0, 1.0, 1.0])
     """
     full_key = (key, _avals(args), repr(in_shardings), repr(out_shardings))
     program = PROGRAMS.get(full_key)
@@ -422,8 +465,25 @@ def compile_by_content(
     The Python function runs once per call (so a changed global or closure is seen); the
     compiled program is shared by every function with the same content and shapes.
 
+    Args:
+      fn: the function to compile.
+      args: its arguments (arrays or ``jax.ShapeDtypeStruct``s).
+      tag: a hashable kept beside the fingerprint in the cache key (e.g. the kind of
+        program and the device ids).
+      in_shardings: passed to ``jax.jit`` (``None``: not given).
+      out_shardings: passed to ``jax.jit`` (``None``: not given).
+
     Returns:
       ``(compiled, cached)`` as for ``cached_compile``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jopt.sweep.engine import compile_by_content
+      >>> x = jnp.zeros(3)
+      >>> _, first = compile_by_content(lambda x: 2 * x, [x], tag="docs")
+      >>> double, second = compile_by_content(lambda y: 2 * y, [x], tag="docs")  # same content
+      >>> first, second, double(x + 1).tolist()
+      (False, True, [2.0, 2.0, 2.0])
     """
     from jax.extend.core import jaxpr_as_fun
 
@@ -477,6 +537,16 @@ def compile_trials(
     traced: TracedTrial, hp: Mapping[str, np.ndarray], keys: np.ndarray, where: Layout
 ) -> tuple[Any, bool, tuple]:
     """The compiled program of ``run_trials`` (from the cache when it is there).
+
+    Seeds are vmapped outside configurations; where JAX cannot batch the trial that way
+    (``NotImplementedError``, see the module docstring), seeds run one after another.
+
+    Args:
+      traced: ``trace_trial(trial, static, names)``, as for :func:`run_trials`.
+      hp: name -> ``(width,)`` values of the dynamic hyperparameters, as for
+        :func:`run_trials`.
+      keys: ``(n_seeds, 2)`` PRNG keys.
+      where: the ``layout`` to shard over.
 
     Returns:
       ``(compiled, cached, args)``: the program, whether it came from the cache, and the
@@ -653,6 +723,11 @@ def advance_population(
     compiles each distinct ``steps`` once.
 
     Args:
+      trial: a ``Resumable`` (``advance(carry, hparams, steps) -> (carry, metrics)``).
+      carry: the batched carry, as :func:`init_population` returns it.
+      configs: one dict of numbers per row of ``carry``.
+      steps: training steps to advance every row by (an int >= 1).
+      devices: devices to shard the rows over (default all).
       program: ``advance_program(...)`` for these shapes and ``steps``, when the caller holds
         it (then ``trial.advance`` is not traced again).
 

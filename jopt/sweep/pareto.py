@@ -226,8 +226,17 @@ def crowding_distance(values: np.ndarray | Sequence) -> np.ndarray:
 
 
 def ranks_and_crowding(values, modes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's non-dominated rank, and its crowding distance within that rank (NaN rows:
-    rank ``n``, distance NaN)."""
+    """Each row's non-dominated rank, and its crowding distance within that rank.
+
+    Args:
+      values: ``(n, m)`` objective values.
+      modes: ``"min"`` or ``"max"`` per objective.
+
+    Returns:
+      ``(ranks, crowding)``, two arrays of shape ``(n,)``: the rank of
+      :func:`nondominated_ranks` (0 for the front), and :func:`crowding_distance` among the
+      rows of the same rank. A row with a NaN or an infinity has rank ``n`` and distance NaN.
+    """
     ranks = nondominated_ranks(values, modes)
     points = as_minimized(values, modes)
     crowding = np.full(len(ranks), np.nan)

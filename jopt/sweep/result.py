@@ -33,6 +33,26 @@ def check_mode(mode: Any, metric: Any) -> str:
 
     Every ranking in jopt takes the direction explicitly (like optuna's ``direction``): a
     default of ``"max"`` would silently pick the worst configuration by a loss.
+
+    Args:
+      mode: the direction to check: ``"max"`` (e.g. an accuracy) or ``"min"`` (a loss).
+      metric: the metric it ranks, named in the error message.
+
+    Returns:
+      ``mode``.
+
+    Raises:
+      ValueError: ``mode`` is neither ``"max"`` nor ``"min"`` (``None`` included).
+
+    Examples:
+      >>> from jopt.sweep.result import check_mode
+      >>> check_mode("min", "val_loss")
+      'min'
+      >>> check_mode(None, "val_loss")
+      Traceback (most recent call last):
+        ...
+      ValueError: mode must be 'max' (e.g. an accuracy) or 'min' (e.g. a loss) for metric
+      'val_loss', got None: there is no default direction.
     """
     if mode not in ("max", "min"):
         raise ValueError(

@@ -51,8 +51,17 @@ Trial = Callable[[dict[str, Any], jax.Array], Mapping[str, jax.Array]]
 
 
 def default_memory_budget(device: jax.Device) -> int:
-    """Bytes one chunk may use on ``device``: 70% of an accelerator's memory, or, on a CPU,
-    40% of the physical memory shared by all CPU devices."""
+    """Bytes one chunk may use on ``device``, for ``chunk_size="auto"``.
+
+    70% of an accelerator's memory (its ``bytes_limit``), or, on a CPU (which does not
+    report one), 40% of the physical memory shared by all local CPU devices.
+
+    Args:
+      device: the device the chunk runs on (the first of the sweep's mesh).
+
+    Returns:
+      The budget in bytes, an int.
+    """
     stats = None
     try:
         stats = device.memory_stats()
@@ -75,6 +84,16 @@ def _as_space(space: Space | Sequence[Mapping[str, Any]]) -> Space:
 
 def as_seeds(seeds: int | Sequence[int]) -> list[int]:
     """``seeds`` as a list of ints: an int ``n >= 1`` means ``[0, ..., n - 1]``.
+
+    Args:
+      seeds: an int ``n >= 1``, or a non-empty list of ints (the seeds themselves).
+
+    Returns:
+      A list of Python ints.
+
+    Raises:
+      ValueError: an int below 1, or an empty list.
+      TypeError: neither an int nor a list of ints (a bool, a string or a dict included).
 
     Examples:
       >>> from jopt.sweep.runner import as_seeds
@@ -296,9 +315,26 @@ def run(
 
 
 def default_chunk_size(n_configs: int, where: engine.Layout) -> int:
-    """Configurations per call when none is given: a whole group on accelerators; on CPU
-    devices at most ``CPU_CONFIGS_PER_DEVICE`` per device, in equal chunks that pad little
-    (26 configs on 2 devices: 2 chunks of 14, not 16 + 16)."""
+    """Configurations per call when none is given, a multiple of the device count.
+
+    A whole group on accelerators; on CPU devices at most ``CPU_CONFIGS_PER_DEVICE`` per
+    device, in equal chunks that pad little (26 configs on 2 devices: 2 chunks of 14, not
+    16 + 16).
+
+    Args:
+      n_configs: the number of configurations in the group.
+      where: the ``engine.layout`` the group runs on.
+
+    Returns:
+      The chunk size (configurations per compiled call).
+
+    Examples:
+      >>> import jax
+      >>> from jopt.sweep.engine import layout
+      >>> from jopt.sweep.runner import default_chunk_size
+      >>> default_chunk_size(26, layout(jax.devices("cpu")[:1]))  # 4 calls of 7
+      7
+    """
     if where.mesh.devices.flat[0].platform == "cpu":
         calls = math.ceil(n_configs / (CPU_CONFIGS_PER_DEVICE * where.n_devices))
         return where.round_up(math.ceil(n_configs / calls))

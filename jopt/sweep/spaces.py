@@ -48,6 +48,19 @@ class Static:
 def static(values: Sequence[Any]) -> Static:
     """Static values for a grid axis: ``grid(batch_size=static([32, 64]))`` compiles twice.
 
+    A static value reaches the trial as the Python value itself, not a traced number, so it
+    may change shapes or code; configurations are grouped by their static values, one
+    compiled program per group.
+
+    Args:
+      values: the values of the axis (at least one).
+
+    Returns:
+      A ``Static`` marker holding ``values`` as a tuple.
+
+    Raises:
+      ValueError: ``values`` is empty.
+
     Examples:
       >>> import jopt
       >>> len(jopt.sweep.grid(width=jopt.sweep.static([8, 16]), lr=[0.1, 0.2]).groups())
@@ -61,6 +74,17 @@ def static(values: Sequence[Any]) -> Static:
 
 def log_range(low: float, high: float, num: int) -> list[float]:
     """``num`` log-spaced values from ``low`` to ``high`` inclusive (both > 0).
+
+    Args:
+      low: the first value (finite, > 0).
+      high: the last value (finite, > 0); it may be below ``low`` (a decreasing range).
+      num: the number of values, an int >= 1 (``1`` gives ``[low]``).
+
+    Returns:
+      A list of Python floats, rounded to 12 decimals.
+
+    Raises:
+      ValueError: ``num`` is not an int >= 1, or ``low`` or ``high`` is not finite and > 0.
 
     Examples:
       >>> import jopt

@@ -23,8 +23,22 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def without_addresses(text: str) -> str:
-    """``text`` without the `` at 0x...`` memory addresses of reprs, which differ between
-    processes and runs and so must never enter a description that is compared."""
+    """``text`` without the `` at 0x...`` memory addresses of reprs.
+
+    Addresses differ between processes and runs, so they must never enter a description
+    that is compared (a run's fingerprint, a model's description).
+
+    Args:
+      text: a repr, or any text holding some.
+
+    Returns:
+      ``text`` with every `` at 0x<hex>`` removed.
+
+    Examples:
+      >>> from jopt.train.adapters import without_addresses
+      >>> without_addresses("<function f at 0x7f3a2c1d>")
+      '<function f>'
+    """
     return _ADDRESS.sub("", text)
 
 

@@ -45,6 +45,25 @@ def as_dataset(data: Any) -> Dataset:
 
 
 def check_tx(tx: Any) -> None:
+    """Checks that ``tx`` is an optax transformation (anything with ``init`` and ``update``).
+
+    Args:
+      tx: the optimizer given to :func:`jopt.train.fit`.
+
+    Raises:
+      TypeError: ``tx`` has no callable ``init`` and ``update`` (e.g. a learning rate
+        passed in its place); the message shows what was given.
+
+    Examples:
+      >>> import optax
+      >>> from jopt.train.checks import check_tx
+      >>> check_tx(optax.sgd(0.1))  # an optimizer: nothing happens
+      >>> check_tx(0.1)
+      Traceback (most recent call last):
+        ...
+      TypeError: tx must be an optax GradientTransformation (e.g. jopt.adam(1e-3) or
+      optax.adam(1e-3)), got 0.1 (float)
+    """
     if isinstance(tx, optax.GradientTransformation) or (
         callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))
     ):
@@ -108,6 +127,40 @@ def check_fit_args(
     state,
     key,
 ) -> None:
+    """Checks :func:`jopt.train.fit`'s arguments, in Python, before anything compiles.
+
+    Only shapes, dtypes and Python values are read, so it also runs under ``jit``/``vmap``
+    (the data's values were checked when the :class:`jopt.data.Dataset` was built). Every
+    argument means what it means for ``fit``, after ``fit`` filled in its defaults.
+
+    Args:
+      data: the :class:`jopt.data.Dataset`; its splits must agree in example shape and
+        label kind, and integer labels must have shape ``(n,)`` unless ``loss`` is a
+        callable.
+      steps: training steps, an int ``>= 1``.
+      batch_size: an int in ``[1, n_train]``.
+      eval_every: an int in ``[1, steps]`` (``fit`` replaced ``None`` by ``steps``).
+      batch_mode: one of :data:`jopt.data.BATCH_MODES`.
+      loss: one of :data:`jopt.train.LOSSES`, a callable or ``None``;
+        ``"cross_entropy"`` needs integer labels.
+      augment: a callable ``(key, x) -> x`` or ``None``.
+      accumulate: an int ``>= 1``, a callable schedule or ``None``.
+      progress: a bool or a callable ``(step, loss)``.
+      progress_every: an int ``>= 1`` or ``None``.
+      checkpoint_dir: a directory or ``None``; not with ``state``, and not under
+        ``jit``/``vmap`` (a traced ``key``).
+      checkpoint_every: ``None``, or an int ``>= 1``, a multiple of ``eval_every``, given
+        with a ``checkpoint_dir``.
+      state: the :class:`jopt.train.TrainState` to continue from, or ``None``.
+      key: a PRNG key: ``jax.random.PRNGKey(seed)`` (uint32 of shape ``(2,)``) or a typed
+        ``jax.random.key(seed)``.
+
+    Raises:
+      TypeError: an argument of the wrong type (the message names it and what is allowed),
+        or labels of another kind than the loss needs.
+      ValueError: an argument out of range, settings that do not go together, or data of
+        the wrong shape (the message says how to fix it).
+    """
     _check_data_shapes(data, loss)
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1, data.n_train)
@@ -172,7 +225,20 @@ def check_outputs(model: Any, data: Dataset, loss: Any = None) -> None:
     """The model's outputs must fit the labels (traced on shapes, not compiled).
 
     Integer labels: the last output axis must cover the classes. Float labels with the
-    default or the ``"mse"`` loss are regression targets: one per output.
+    default or the ``"mse"`` loss are regression targets: one per output. With a custom loss
+    (or a float-label loss other than ``"mse"``), or labels whose ``num_classes`` is unknown,
+    nothing is checked.
+
+    Args:
+      model: a pure model, as :func:`jopt.train.as_pure_model` returns it.
+      data: the :class:`jopt.data.Dataset`; one training example's shape is traced.
+      loss: ``fit``'s ``loss`` argument (``None``, a name or a callable).
+
+    Raises:
+      ValueError: integer labels, and the last output axis is shorter than
+        ``num_classes`` (or the outputs have no axis).
+      TypeError: float labels, and the outputs per example match neither the targets'
+        shape nor that shape with a trailing 1.
     """
     classification = is_classification(data.y_train)
     if classification and data.num_classes is None:

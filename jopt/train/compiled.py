@@ -148,6 +148,19 @@ def run_keys(key: Array) -> tuple[Array, tuple[Array, Array, Array]]:
     ``init_key, data_key, step_key = jax.random.split(key, 3)``; ``init_key`` initializes
     the model, ``data_key`` draws the batches, and ``augment_key, dropout_key =
     jax.random.split(step_key)`` are folded with each step's number.
+
+    Args:
+      key: the run's PRNG key (``fit``'s ``key``).
+
+    Returns:
+      ``(init_key, (data_key, augment_key, dropout_key))``.
+
+    Examples:
+      >>> import jax
+      >>> from jopt.train import run_keys
+      >>> init_key, (data_key, augment_key, dropout_key) = run_keys(jax.random.PRNGKey(0))
+      >>> bool((init_key == jax.random.split(jax.random.PRNGKey(0), 3)[0]).all())
+      True
     """
     init_key, data_key, step_key = jax.random.split(key, 3)
     return init_key, (data_key, *jax.random.split(step_key))
@@ -240,9 +253,19 @@ def run(
 def accumulating(
     tx: optax.GradientTransformation, accumulate: int | Callable[[Array], Array]
 ) -> optax.GradientTransformation:
-    """``tx`` applied once every ``accumulate`` steps to the mean of their gradients
-    (``optax.MultiSteps``); ``accumulate`` may be a schedule ``update_count -> k``.
-    Cached, so that repeated fit calls with the same ``tx`` reuse their compiled programs."""
+    """``tx`` applied once every ``accumulate`` steps to the mean of their gradients.
+
+    A wrapper of ``optax.MultiSteps``; a schedule's values are rounded to integers.
+    Cached, so that repeated fit calls with the same ``tx`` reuse their compiled programs.
+
+    Args:
+      tx: the optimizer to wrap (hashable, as ``optax`` transformations are).
+      accumulate: ``k``, an int ``>= 1``, or a schedule ``update_count -> k``.
+
+    Returns:
+      An optax ``GradientTransformation``: zero updates while it accumulates, then one
+      update of ``tx`` with the mean of the ``k`` gradients.
+    """
     if callable(accumulate):
         schedule = accumulate
 

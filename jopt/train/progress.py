@@ -90,8 +90,18 @@ def _host_report(packed: np.ndarray) -> None:
 
 
 def report_progress(run_id: Array, step: Array, total: Array, loss: Array) -> None:
-    """Reports ``(step, loss)`` of run ``run_id`` from inside a compiled program (a host
-    callback; under ``vmap`` one report per step reaches the bar)."""
+    """Reports ``(step, loss)`` of run ``run_id`` from inside a compiled program.
+
+    A host callback (``jax.debug.callback``); under ``vmap`` one report per step reaches
+    the bar (the first member's loss). A report for an id that is not registered (``-1``,
+    or a run closed long ago) is dropped.
+
+    Args:
+      run_id: the id :func:`start_progress` returned, an int32 scalar.
+      step: the number of steps done, counted from the start of the whole run.
+      total: the step the run ends at; the bar closes once ``step`` reaches it.
+      loss: the loss to show (cast to float32).
+    """
     # One int32 array (the loss bit-cast) rather than four scalars: the callback moves
     # each argument to a device array first, and that dominates its cost.
     loss_bits = jax.lax.bitcast_convert_type(loss.astype(jnp.float32), jnp.int32)

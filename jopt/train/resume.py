@@ -112,8 +112,20 @@ def save_run(
     key: Array,
     loop: Loop,
 ) -> None:
-    """Saves a run at step ``position``: its state, history, key and batch settings (the
-    two latest checkpoints are kept)."""
+    """Saves a run at step ``position``: its state, history, key and batch settings.
+
+    Written with :func:`jopt.checkpoint.save` to ``checkpoint_dir/<position>``; the two
+    latest checkpoints are kept. :func:`resume_run` restores it.
+
+    Args:
+      checkpoint_dir: the run's checkpoint directory (``fit``'s ``checkpoint_dir``).
+      position: the number of steps of the run done (the checkpoint's step).
+      state: the :class:`TrainState` at that step.
+      history: the evaluations so far (``fit``'s history).
+      key: the run's PRNG key, saved as its raw key data.
+      loop: the loop's settings; ``batch_size``, ``eval_every`` and ``batch_mode`` are
+        saved, so that a resume with other ones is refused.
+    """
     tree = {
         "state": state,
         "history": history,

@@ -155,6 +155,13 @@ def is_classification(y: Array) -> bool:
 def cross_entropy(outputs: Array, labels: Array) -> Array:
     """Mean softmax cross-entropy of logits ``(batch, classes)`` and int labels ``(batch,)``.
 
+    Args:
+      outputs: logits of shape ``(batch, classes)``.
+      labels: integer class indices of shape ``(batch,)``.
+
+    Returns:
+      The mean loss over the batch, a scalar.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from jopt.train import cross_entropy
@@ -169,6 +176,14 @@ def mse(outputs: Array, targets: Array) -> Array:
 
     Integer ``targets`` are one-hot encoded to the width of ``outputs`` (square loss for
     classification); outputs of shape ``(batch, 1)`` are compared with targets ``(batch,)``.
+
+    Args:
+      outputs: the model's outputs, ``(batch, ...)``.
+      targets: float targets of the outputs' shape (or ``(batch,)`` for outputs
+        ``(batch, 1)``), or integer class labels ``(batch,)``.
+
+    Returns:
+      The mean of the squared errors over all elements, a scalar.
 
     Examples:
       >>> import jax.numpy as jnp
