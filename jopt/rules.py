@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -917,13 +918,24 @@ def _is_number(value: Any) -> bool:
     return False
 
 
-def _is_static(name: str, value: Any, default: Any) -> bool:
+def _int_only(annotation: Any) -> bool:
+    """Whether a parameter's annotation admits integers only: ``int`` or ``Optional[int]``."""
+    if annotation is int:
+        return True
+    return typing.get_origin(annotation) is typing.Union and set(typing.get_args(annotation)) == {
+        int,
+        type(None),
+    }
+
+
+def _is_static(name: str, value: Any, default: Any, annotation: Any = None) -> bool:
     """Whether ``inject_hyperparams`` must pass ``value`` through untouched: flags, None,
     dtypes, tuples, integer counts and sizes, and callables that are not schedules (masks, and
     any keyword whose default is itself a callable or a flag)."""
-    if type(value) is int and type(default) is int:
-        # An integer default is a count or a size (adafactor's min_dim_size_to_factor, muon's
-        # ns_steps) that the factory may use in Python control flow, which a traced value breaks.
+    if type(value) is int and (type(default) is int or _int_only(annotation)):
+        # An integer default or annotation is a count or a size (adafactor's
+        # min_dim_size_to_factor, muon's ns_steps, schedule_free_adamw's warmup_steps) that the
+        # factory may use in Python control flow, which a traced value breaks.
         return True
     if _is_number(value):
         return False
@@ -1008,7 +1020,7 @@ def from_optax(
         value = hyperparams.get(key, param.default)
         if value is inspect.Parameter.empty:
             continue
-        if _is_static(key, value, param.default):
+        if _is_static(key, value, param.default, param.annotation):
             static.add(key)
             if key in hyperparams:
                 given[key] = value

@@ -306,3 +306,14 @@ def test_schedule_free_eval_params(problem):
     theirs = optax.contrib.schedule_free_eval_params(ref_state.inner_state, ref_params)
     _assert_equal(ours, theirs)
     assert not np.allclose(ours["dense_0"]["kernel"], params["dense_0"]["kernel"])
+
+
+def test_an_integer_count_without_an_integer_default_stays_static(problem):
+    # schedule_free_adamw's warmup_steps defaults to None but is annotated Optional[int]: a
+    # count the factory builds a schedule from in Python, which a traced value would break.
+    kwargs = {"learning_rate": 1e-2, "warmup_steps": 5}
+    factory = optax.contrib.schedule_free_adamw
+    ours, state = _run(jopt.from_optax(factory, **kwargs), problem)
+    injected = optax.inject_hyperparams(factory, static_args=("warmup_steps",))(**kwargs)
+    _assert_equal(ours, _run(injected, problem)[0])
+    assert "warmup_steps" not in jopt.hparams(state)
