@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import batch_norm
 
 
-def test_batch_norm_quick(tmp_path):
-    out = run_quick("batch_norm", "--out-dir", str(tmp_path))
+def test_batch_norm_quick(tmp_path, capsys):
+    batch_norm.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "batch_norm.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

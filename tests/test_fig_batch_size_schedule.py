@@ -1,13 +1,15 @@
-"""The --quick form of experiments/batch_size_schedule.py (cards 4B, 4C) runs and is right."""
+"""The --quick form of experiments/batch_size_schedule.py runs and is right."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import batch_size_schedule
 
 
-def test_batch_size_schedule_quick(tmp_path):
-    out = run_quick("batch_size_schedule", "--out-dir", str(tmp_path))
+def test_batch_size_schedule_quick(tmp_path, capsys):
+    batch_size_schedule.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "batch_size_schedule.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -2,11 +2,12 @@
 
 import json
 
-from quick_run import run_quick
+from experiments import deep_compression
 
 
-def test_deep_compression_quick(tmp_path):
-    out = run_quick("deep_compression", "--out-dir", str(tmp_path))
+def test_deep_compression_quick(tmp_path, capsys):
+    deep_compression.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "deep_compression.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

@@ -1,13 +1,15 @@
-"""The --quick form of experiments/double_descent.py (card 1c) runs and writes real content."""
+"""The --quick form of experiments/double_descent.py runs and writes real content."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import double_descent
 
 
-def test_double_descent_quick(tmp_path):
-    out = run_quick("double_descent", "--out-dir", str(tmp_path))
+def test_double_descent_quick(tmp_path, capsys):
+    double_descent.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "verdict" in out
     record = json.loads((tmp_path / "double_descent.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")
@@ -44,7 +46,7 @@ def test_double_descent_quick(tmp_path):
     assert check["masked_grad_max_abs"] == 0.0
     assert measured["masked_params_max_abs_after_training"] == 0.0
 
-    # the card's checks, applied to the published notebook curves, pass (the criterion can pass)
+    # the criterion's checks pass on the published notebook curves (the criterion can pass)
     published = record["claim"]["published_checks"]
     assert published["threshold"] == 61 and published["peak_width"] == 47
     assert published["noisy_peak"] and published["zero_train_error"] and published["clean_no_peak"]

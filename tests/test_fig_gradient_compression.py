@@ -3,7 +3,7 @@
 import json
 import math
 
-from quick_run import run_quick
+from experiments import gradient_compression
 
 
 def _topk_bits(ratio, sizes):
@@ -11,8 +11,9 @@ def _topk_bits(ratio, sizes):
     return sum(max(1, math.ceil(ratio * n - 1e-9)) * (32 + (n - 1).bit_length()) for n in sizes)
 
 
-def test_gradient_compression_quick(tmp_path):
-    out = run_quick("gradient_compression", "--out-dir", str(tmp_path))
+def test_gradient_compression_quick(tmp_path, capsys):
+    gradient_compression.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "gradient_compression.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

@@ -2,11 +2,12 @@
 
 import json
 
-from quick_run import run_quick
+from experiments import gradual_pruning
 
 
-def test_gradual_pruning_quick(tmp_path):
-    out = run_quick("gradual_pruning", "--out-dir", str(tmp_path))
+def test_gradual_pruning_quick(tmp_path, capsys):
+    gradual_pruning.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "gradual_pruning.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import lottery_ticket
 
 
-def test_lottery_ticket_quick(tmp_path):
-    out = run_quick("lottery_ticket", "--out-dir", str(tmp_path))
+def test_lottery_ticket_quick(tmp_path, capsys):
+    lottery_ticket.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "lottery_ticket.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

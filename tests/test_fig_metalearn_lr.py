@@ -1,13 +1,15 @@
-"""The --quick form of experiments/metalearn_lr.py (card 1d) runs and writes real content."""
+"""The --quick form of experiments/metalearn_lr.py runs and writes real content."""
 
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import metalearn_lr
 
 
-def test_metalearn_lr_quick(tmp_path):
-    out = run_quick("metalearn_lr", "--out-dir", str(tmp_path))
+def test_metalearn_lr_quick(tmp_path, capsys):
+    metalearn_lr.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "verdict" in out
     record = json.loads((tmp_path / "metalearn_lr.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
-from quick_run import run_quick
+
+from experiments import momentum_init
 
 
-def test_momentum_init_quick(tmp_path):
-    out = run_quick("momentum_init", "--out-dir", str(tmp_path))
+def test_momentum_init_quick(tmp_path, capsys):
+    momentum_init.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "momentum_init.json").read_text())
     keys = ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command")

@@ -3,13 +3,14 @@
 import json
 import math
 
-from quick_run import run_quick
+from experiments import optimizer_comparison
 
 NAMES = ["SGD", "SGD-Nesterov", "AdaGrad", "RMSProp", "Adam"]
 
 
-def test_optimizer_comparison_quick(tmp_path):
-    out = run_quick("optimizer_comparison", "--out-dir", str(tmp_path))
+def test_optimizer_comparison_quick(tmp_path, capsys):
+    optimizer_comparison.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "optimizer_comparison.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):

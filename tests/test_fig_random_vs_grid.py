@@ -2,13 +2,14 @@
 
 import json
 
-from quick_run import run_quick
+from experiments import random_vs_grid
 
 HPS = ["learning_rate", "one_minus_b1", "weight_decay", "init_scale", "dropout"]
 
 
-def test_random_vs_grid_quick(tmp_path):
-    out = run_quick("random_vs_grid", "--out-dir", str(tmp_path))
+def test_random_vs_grid_quick(tmp_path, capsys):
+    random_vs_grid.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
     assert "overall:" in out
     record = json.loads((tmp_path / "random_vs_grid.json").read_text())
     for key in ("paper", "claim", "pass_criterion", "pilot", "measured", "verdict", "command"):
