@@ -227,18 +227,18 @@ def main(argv=None):
             str(s): round(float(mean["reinit"][i] - mean["random mask"][i]), 2)
             for i, s in enumerate(sparsities)
         },
-        "card7_ticket_at_20pct_remaining_ge_dense_minus_0.5": (
+        "ticket_at_20pct_remaining_ge_dense_minus_0.5": (
             bool(mean["lottery"][row[0.8]] >= dense.mean() - 0.5) if 0.8 in row else None
         ),
-        "card7_early_stop_step_ticket_vs_dense": (
+        "early_stop_step_ticket_vs_dense": (
             [float(best_step[row[0.8], 0].mean()), float(best_step[0, 0].mean())]
             if 0.8 in row
             else None
         ),
-        "card7_deep_sparsity_ticket_minus_reinit": {
+        "deep_sparsity_ticket_minus_reinit": {
             str(s): round(float(mean["lottery"][row[s]] - mean["reinit"][row[s]]), 2) for s in deep
         },
-        "card7_deep_sparsity_ticket_minus_random": {
+        "deep_sparsity_ticket_minus_random": {
             str(s): round(float(mean["lottery"][row[s]] - mean["random mask"][row[s]]), 2)
             for s in deep
         },
