@@ -320,6 +320,25 @@ def test_dead_peers_trials_are_reclaimed_during_the_run(tmp_path, kind):
     ]  # the dead peer's parameters are evaluated, once each
 
 
+def test_a_pid_reused_by_a_later_process_is_not_the_worker_that_asked(tmp_path):
+    me = TPE._worker()
+    host, pid, start = me.split(":")  # the start time tells two processes with one pid apart
+    assert int(pid) == os.getpid() and TPE._alive(me) is True
+    assert TPE._alive(f"{host}:{pid}:{int(start) + 1}") is False
+    assert TPE._alive(f"{host}:{pid}") is True  # a record without a start: the pid alone
+    assert TPE._alive(f"{host}:{_dead_pid()}:{start}") is False
+    assert TPE._alive(f"elsewhere:{pid}:{start}") is None  # another host: cannot tell
+    # a trial asked by an earlier process whose pid this process now has is reclaimed
+    storage, name = f"sqlite:///{tmp_path}/reused.db", "reused"
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    held = study.ask(OPTUNA_DISTS)
+    held.set_user_attr(TPE.WORKER_ATTR, f"{host}:{pid}:{int(start) - 1}")
+    out = tpe(quadratic, DISTS, n_trials=4, batch_size=4, metric="score", storage=storage,
+              study_name=name, progress=False, mode="max")  # fmt: skip
+    assert _finished(out.study) == (4, 0) and out.result.info["stale_trials_requeued"] == 1
+    assert held.params in out.result.configs
+
+
 def test_waits_for_a_live_peer_and_reclaims_its_trials_when_it_dies(tmp_path, monkeypatch):
     monkeypatch.setattr(TPE, "POLL_S", 0.05, raising=False)
     storage, name = f"sqlite:///{tmp_path}/live.db", "live"

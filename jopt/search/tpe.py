@@ -18,6 +18,7 @@ import datetime
 import math
 import os
 import random
+import re
 import socket
 import time
 import warnings
@@ -37,7 +38,7 @@ from jopt.sweep.spaces import Choice, IntUniform, LogUniform, Static, Uniform
 __all__ = ["TPEResult", "tpe"]
 
 # User attributes written on each optuna trial.
-WORKER_ATTR = "jopt_worker"  # "host:pid" of the process that asked the trial
+WORKER_ATTR = "jopt_worker"  # "host:pid:start" of the process that asked the trial
 DIVERGED_ATTR = "jopt_diverged"  # True: evaluated, but a metric was NaN/inf (told as FAIL)
 REQUEUED_ATTR = "jopt_requeued_from"  # number of the stale trial whose params this re-runs
 SURPLUS_ATTR = "jopt_surplus"  # True: asked past n_trials in a race between processes, not run
@@ -122,13 +123,30 @@ def _distribution(name: str, dist: Any):
     )
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name; ``None`` without it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:  # no /proc (not Linux), or no such process
+        return None
+
+
 def _worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process (``host:pid`` where ``/proc`` is missing).
+
+    The start time (in clock ticks since boot) tells this process from a later one that the
+    system gave the same pid after this one died.
+    """
+    fields = _proc_stat(os.getpid())
+    start = f":{fields[19]}" if fields and len(fields) > 19 else ""
+    return f"{socket.gethostname()}:{os.getpid()}{start}"
 
 
 def _alive(worker: str) -> bool | None:
-    """Whether the process ``host:pid`` runs; ``None`` when it is on another host."""
-    host, _, pid = worker.rpartition(":")
+    """Whether the process ``host:pid[:start]`` runs; ``None`` when it is on another host."""
+    match = re.fullmatch(r"(.*):(\d+):(\d+)", worker)
+    host, pid, start = match.groups() if match else (*worker.rpartition(":")[::2], None)
     if host != socket.gethostname():
         return None
     try:
@@ -137,11 +155,12 @@ def _alive(worker: str) -> bool | None:
         return False
     except (PermissionError, ValueError):
         return True
-    try:  # a zombie (killed, not yet reaped by its parent) still answers kill(pid, 0)
-        with open(f"/proc/{int(pid)}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):  # no /proc (not Linux), or the process just ended
+    fields = _proc_stat(int(pid))
+    if not fields or len(fields) < 20:  # no /proc (not Linux), or the process just ended
         return True
+    if fields[0] in ("Z", "X"):  # a zombie (killed, not reaped yet) still answers kill(pid, 0)
+        return False
+    return start is None or fields[19] == start  # another start: the pid was reused
 
 
 def _age_s(trial) -> float:
@@ -155,7 +174,7 @@ def _age_s(trial) -> float:
 def _fail_stale(study) -> int:
     """Marks abandoned RUNNING trials FAIL and re-queues their parameters; returns how many.
 
-    Abandoned: asked by a dead process on this host (the ``host:pid`` recorded on the
+    Abandoned: asked by a dead process on this host (the ``host:pid:start`` recorded on the
     trial), or orphaned inside ``study.ask`` (no process recorded, and started more than
     ``ORPHAN_GRACE_S`` ago: its process died between creating the trial and recording
     itself). Several processes may reclaim at once: the trial's FAIL is the lock, only the
@@ -418,22 +437,22 @@ def tpe(
     the storage. ``n_trials`` is the number of finished trials the *study* should hold when
     ``tpe`` returns (finished: COMPLETE, PRUNED, or FAIL because the metric diverged), like
     optuna's ``MaxTrialsCallback``. So rerunning a killed search with the same arguments
-    resumes it: the finished trials count, and abandoned RUNNING trials are marked FAIL and
-    their parameters re-queued with ``study.enqueue_trial`` (user attribute
-    ``jopt_requeued_from``: the old trial's number), so the next batch evaluates them first.
-    Abandoned: asked by a dead process on this host (``os.kill(pid, 0)`` fails, or finds a
-    zombie, for the ``host:pid`` recorded on each trial), or orphaned by a process that died
-    inside ``study.ask``, before it could record itself (a trial without ``host:pid`` that
-    started more than ``ORPHAN_GRACE_S`` = 30 s ago). Several processes (``tpe`` calls with
-    the same storage and study name, started together on a fresh database or not) share the
-    work: before each batch a process reclaims the abandoned trials and asks only
-    ``n_trials - finished - running`` more; trials that a race between processes asked past
-    ``n_trials`` go back unevaluated (FAIL, user attribute ``jopt_surplus``), so the study
-    ends at exactly ``n_trials``. With nothing left to ask, a process waits (polling every
-    ``POLL_S`` = 1 s) for the trials its peers on this host run, and reclaims them if the
-    peer dies, so every process returns with the study finished. RUNNING trials of processes
-    on other hosts are neither reclaimed nor waited for: fail them with optuna's heartbeat
-    (``RDBStorage(heartbeat_interval=...)``) and ``optuna.storages.fail_stale_trials``.
+    resumes it: the finished trials count, and abandoned RUNNING trials are marked FAIL and their
+    parameters re-queued with ``study.enqueue_trial`` (user attribute ``jopt_requeued_from``: the
+    old trial's number), so the next batch evaluates them first. Abandoned: asked by a dead process
+    on this host (for the ``host:pid:start`` recorded on each trial, ``os.kill(pid, 0)`` fails,
+    finds a zombie, or finds a later process that got the same pid), or orphaned by a process that
+    died inside ``study.ask``, before it could record itself (a trial without ``host:pid:start``
+    that started more than ``ORPHAN_GRACE_S`` = 30 s ago). Several processes (``tpe`` calls with the
+    same storage and study name, started together on a fresh database or not) share the work: before
+    each batch a process reclaims the abandoned trials and asks only ``n_trials - finished -
+    running`` more; trials that a race between processes asked past ``n_trials`` go back unevaluated
+    (FAIL, user attribute ``jopt_surplus``), so the study ends at exactly ``n_trials``. With nothing
+    left to ask, a process waits (polling every ``POLL_S`` = 1 s) for the trials its peers on this
+    host run, and reclaims them if the peer dies, so every process returns with the study finished.
+    RUNNING trials of processes on other hosts are neither reclaimed nor waited for: fail them with
+    optuna's heartbeat (``RDBStorage(heartbeat_interval=...)``) and
+    ``optuna.storages.fail_stale_trials``.
 
     Args:
       trial: ``trial(hparams, key) -> dict of arrays``, as for ``jopt.sweep.run`` (pure,
@@ -461,7 +480,7 @@ def tpe(
       study_name: name of the study in ``storage`` (default: optuna's generated name).
       load_if_exists: continue a study of that name in ``storage`` (resume / share).
       seed: seed of a sampler given by name (unused for a sampler object). With a
-        ``storage``, mixed with this process's ``host:pid`` and the number of trials the
+        ``storage``, mixed with this process's ``host:pid:start`` and the number of trials the
         study holds, so that processes sharing a study, and a rerun resuming it, do not
         draw the same random startup trials.
       chunk_size: configurations per compiled call within a batch (``jopt.sweep.run``'s);
