@@ -24,8 +24,8 @@ for logistic regression or on a GPU (dispatch-bound). Batches: (a) draws each ep
 per epoch here), fit evaluates its keyed shuffle for a block of up to 8192 positions at a
 time (no sort) and gathers the block's examples in one go. ``fit seq`` and ``(a) scan seq``
 run both loops on sequential batches (no shuffle on either side): what fit's own
-bookkeeping costs. Writes the tables to ``paper_figures/bench_fit.json`` (``--quick``: 400
-steps, 2 repeats, written to runs/ instead).
+bookkeeping costs. Writes the tables to ``paper_figures/bench_fit.json`` (``--quick``: the
+logistic model, 400 steps, 2 repeats, written to runs/ instead).
 """
 
 import contextlib
@@ -148,14 +148,17 @@ def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
     parser.add_argument(
-        "--models", default="mlp,logistic", help="comma-separated: mlp, logistic (default both)"
+        "--models",
+        default=None,
+        help="comma-separated: mlp, logistic (default both; logistic with --quick)",
     )
 
 
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
     args = common.parse_args(__doc__, "bench_fit", argv, add_arguments=add_arguments)
-    models = {name.strip(): bench(name.strip(), args) for name in args.models.split(",")}
+    names = args.models or ("logistic" if args.quick else "mlp,logistic")
+    models = {name.strip(): bench(name.strip(), args) for name in names.split(",")}
     common.write_record(
         args,
         {
