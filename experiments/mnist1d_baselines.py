@@ -10,7 +10,7 @@ Each model is ONE call of ``jopt.sweep.run``: the space has two configurations, 
 data and the spatially shuffled control (one fixed permutation of the 40 positions, the same
 for train and test), times 3 seeds; the trial picks its dataset with a traced switch, so both
 conditions share one compiled program and run side by side on the two cores. Writes
-``paper_figures/mnist1d_baselines.{png,json}`` (``--quick``: 200 steps, 1 seed, written to
+``paper_figures/mnist1d_baselines.{png,json}`` (``--quick``: 100 steps, 1 seed, written to
 runs/ instead).
 
 What to look for: the published test accuracies are 32 / 68 / 94 / 91 % (logistic,
@@ -64,7 +64,7 @@ def main(argv=None):
 
     # CONFIG
     if args.quick:
-        seeds, steps, eval_every = 1, 200, 50
+        seeds, steps, eval_every = 1, 100, 25
     else:
         seeds, steps, eval_every = 3, 6000, 250
 

@@ -1,9 +1,10 @@
 """jopt.sweep.engine: every model in every strategy equals its single runs; programs by content.
 
 The matrix: each ``jopt.models`` model x {``sweep.run`` with 3 seeds chunked over the devices,
-successive halving, PBT, TPE, ``cross_validate``}; member i of each must equal one
-``jax.jit`` run of member i. Tolerance: ``rtol=2e-5, atol=2e-6`` on losses (a vmapped batch
-of runs and a single run may round a matmul differently; a wrong member differs by far more).
+successive halving, PBT, TPE, ``cross_validate``} (the LSTM in ``sweep.run`` only: the GRU
+stands for it in the others); member i of each must equal one ``jax.jit`` run of member i.
+Tolerance: ``rtol=2e-5, atol=2e-6`` on losses (a vmapped batch of runs and a single run may
+round a matmul differently; a wrong member differs by far more).
 """
 
 import functools
@@ -83,6 +84,12 @@ def test_every_model_in_every_strategy_equals_its_single_runs(name):
                 np.testing.assert_allclose(
                     result.metrics[metric][c, s], expected[metric], **TOLERANCE
                 )
+
+    if name == "lstm":
+        # the LSTM differs from the GRU only inside its recurrent cell, which no strategy sees
+        # (to the engine both are the same (params, apply)): the other strategies run once, on
+        # the GRU, which saves half a minute of compiling
+        return
 
     # tpe: 2 batches of 2 trials, 3 seeds (the same shapes as the sweep: its program is reused)
     out = search.tpe(

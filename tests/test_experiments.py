@@ -70,7 +70,7 @@ def test_mnist1d_baselines_quick(tmp_path):
     assert record["wall_time_s"] > 0
     models = ["logistic", "mlp", "cnn", "gru"]
     steps = record["curves"]["step"]
-    assert steps[-1] == 200
+    assert steps[-1] == 100
     for condition in ("normal", "shuffled"):
         assert sorted(record["measured"][condition]) == sorted(models)
         for name in models:
