@@ -78,19 +78,3 @@ class Problem:
 @pytest.fixture(scope="session")
 def problem():
     return Problem()
-
-
-# Tests that take 10 s or more, started first: with --dist=worksteal each worker begins with
-# its half of the list and then takes from the end of the other's, so when the long tests come
-# first the run ends on short ones and neither worker waits idle for the other's last test.
-LONG_TESTS = (
-    "tests/test_engine.py::test_every_model_in_every_strategy",
-    "tests/test_fig_",
-    "tests/test_experiments.py::",
-    "tests/test_compress_training.py::",
-    "tests/test_sweep.py::test_sigkill_mid_sweep_then_resume",
-)
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: not item.nodeid.startswith(LONG_TESTS))  # a stable sort
