@@ -45,18 +45,24 @@ def parse_args(
     name: str,
     argv: Sequence[str] | None = None,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    pilot: str | None = None,
 ) -> argparse.Namespace:
-    """An experiment's command line: ``--quick``, ``--out-dir`` and its own arguments.
+    """An experiment's command line: ``--quick``, ``--out-dir``, ``--pilot`` and its own
+    arguments.
 
     Args:
       doc: the script's docstring (its first line describes the command).
       name: the experiment's name: its module, and the stem of its output files.
       argv: the arguments (``None``: the command line).
       add_arguments: adds the experiment's own arguments to the parser.
+      pilot: what the experiment's ``--pilot`` run is (its help text); ``None``: no
+        ``--pilot``. A pilot run fixes a criterion before the full run; it writes to
+        ``runs/<name>_pilot`` unless ``--out-dir`` says otherwise.
 
     Returns:
-      The parsed arguments, with ``quick``, ``out_dir`` (a ``Path``: ``paper_figures``, or
-      ``runs/<name>`` with ``--quick``), ``name``, ``command`` (the command line that
+      The parsed arguments, with ``quick``, ``pilot`` (``False`` without ``pilot``),
+      ``out_dir`` (a ``Path``: ``paper_figures``, ``runs/<name>`` with ``--quick``,
+      ``runs/<name>_pilot`` with ``--pilot``), ``name``, ``command`` (the command line that
       reproduces this run) and ``started`` (``time.perf_counter()`` at parse time).
     """
     parser = argparse.ArgumentParser(
@@ -66,12 +72,21 @@ def parse_args(
     parser.add_argument(
         "--out-dir", default=None, help=f"default: paper_figures (runs/{name} if --quick)"
     )
+    if pilot is not None:
+        parser.add_argument("--pilot", action="store_true", help=pilot)
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
     args.name = name
-    args.out_dir = Path(args.out_dir or (ROOT / "runs" / name if args.quick else FIGURES))
+    args.pilot = bool(getattr(args, "pilot", False))
+    default_dir = FIGURES
+    if args.pilot:
+        default_dir = ROOT / "runs" / f"{name}_pilot"
+    elif args.quick:
+        default_dir = ROOT / "runs" / name
+    args.out_dir = Path(args.out_dir or default_dir)
     args.command = f"python -m experiments.{name}" + (" --quick" if args.quick else "")
+    args.command += " --pilot" if args.pilot else ""
     args.started = time.perf_counter()
     return args
 

@@ -196,17 +196,9 @@ def joint_matches(values, configs, dense_bytes):
     return parts, all(parts.values()), missed, fronts
 
 
-def add_arguments(parser):
-    parser.add_argument("--pilot", action="store_true", help="full steps, one lr (to runs/)")
-
-
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
-    args = common.parse_args(__doc__, "compression_pareto", argv, add_arguments=add_arguments)
-    if args.pilot and not args.quick:
-        args.command += " --pilot"
-        if args.out_dir == common.FIGURES:  # no --out-dir: a pilot run goes to runs/
-            args.out_dir = common.ROOT / "runs" / args.name
+    args = common.parse_args(__doc__, "compression_pareto", argv, pilot="full steps, one lr")
 
     # CONFIG: per model, the grid axes, steps and batch size
     if args.quick:

@@ -193,17 +193,11 @@ def take(tree, s, k):
     return jax.tree.map(lambda a: np.asarray(a[s, k]), tree)
 
 
-def add_arguments(parser):
-    parser.add_argument("--pilot", action="store_true", help="full steps, 1 seed, a small grid")
-
-
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
-    args = common.parse_args(__doc__, "deep_compression", argv, add_arguments=add_arguments)
-    if args.pilot and not args.quick:
-        args.command += " --pilot"
-        if args.out_dir == common.FIGURES:  # no --out-dir: a pilot run goes to runs/
-            args.out_dir = common.ROOT / "runs" / args.name
+    args = common.parse_args(
+        __doc__, "deep_compression", argv, pilot="full steps, 1 seed, a small grid"
+    )
 
     # CONFIG
     if args.quick:

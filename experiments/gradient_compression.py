@@ -148,17 +148,11 @@ def qsgd_exact_variance(v, s):
     return norm**2 / s**2 * jnp.sum(p * (1 - p))
 
 
-def add_arguments(parser):
-    parser.add_argument("--pilot", action="store_true", help="3 lrs x 300 steps, 1 seed, all arms")
-
-
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
-    args = common.parse_args(__doc__, "gradient_compression", argv, add_arguments=add_arguments)
-    if args.pilot:
-        args.command += " --pilot"
-        if args.out_dir in (common.FIGURES, common.ROOT / "runs" / args.name):  # the default
-            args.out_dir = common.ROOT / "runs" / f"{args.name}_pilot"
+    args = common.parse_args(
+        __doc__, "gradient_compression", argv, pilot="3 lrs x 300 steps, 1 seed, all arms"
+    )
 
     # CONFIG
     pilot = common.read_pilot("gradient_compression")

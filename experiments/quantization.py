@@ -78,17 +78,8 @@ class QMLP(nn.Module):
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
     args = common.parse_args(
-        __doc__,
-        "quantization",
-        argv,
-        add_arguments=lambda parser: parser.add_argument(
-            "--pilot", action="store_true", help="full steps, 1 seed, a small grid (to runs/)"
-        ),
+        __doc__, "quantization", argv, pilot="full steps, 1 seed, a small grid"
     )
-    if args.pilot:  # a pilot run goes to runs/ (unless --out-dir says otherwise)
-        args.command += " --pilot"
-        if args.out_dir == common.FIGURES:
-            args.out_dir = common.ROOT / "runs" / "quantization"
 
     # CONFIG
     if args.quick:

@@ -176,17 +176,9 @@ def kendall_tau(values: list[float]) -> float:
     return float(score / len(pairs))
 
 
-def add_arguments(parser):
-    parser.add_argument("--pilot", action="store_true", help="full steps, 2 seeds (to runs/)")
-
-
 def main(argv=None):
     jopt.devices.use_all_cores()  # before any JAX operation: one JAX device per CPU core
-    args = common.parse_args(__doc__, "sparse_training", argv, add_arguments=add_arguments)
-    if args.pilot and not args.quick:
-        args.command += " --pilot"
-        if args.out_dir == common.FIGURES:  # no --out-dir: a pilot run goes to runs/
-            args.out_dir = common.ROOT / "runs" / args.name
+    args = common.parse_args(__doc__, "sparse_training", argv, pilot="full steps, 2 seeds")
 
     # CONFIG
     if args.quick:

@@ -121,3 +121,19 @@ def test_bench_sweep_gpu_quick_gathers_both_sizes(tmp_path, capsys):
         assert run["methods"]["(a) jopt.sweep.run"]["configs_per_s"] > 0
     (goal,) = summary["goal"]
     assert goal.endswith("at 8 configs") and "goal" in out
+
+
+def test_parse_args_pilot_goes_to_its_own_directory_and_into_the_command(tmp_path):
+    from experiments import common
+
+    pilot = common.parse_args("doc", "demo", ["--pilot"], pilot="a short run")
+    assert pilot.pilot and pilot.out_dir == common.ROOT / "runs" / "demo_pilot"
+    assert pilot.command == "python -m experiments.demo --pilot"
+    chosen = common.parse_args("doc", "demo", ["--pilot", "--out-dir", str(tmp_path)], pilot="p")
+    assert chosen.out_dir == tmp_path
+    quick = common.parse_args("doc", "demo", ["--quick"], pilot="a short run")
+    assert not quick.pilot and quick.out_dir == common.ROOT / "runs" / "demo"
+    full = common.parse_args("doc", "demo", [])
+    assert not full.pilot and full.out_dir == common.FIGURES
+    with pytest.raises(SystemExit):  # no --pilot where the experiment has none
+        common.parse_args("doc", "demo", ["--pilot"])
